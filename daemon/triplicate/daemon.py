@@ -1,0 +1,176 @@
+"""The running daemon: journal + watchers + one runner per destination.
+
+`Daemon.run()` is the whole flow: recover the journal, open destinations, scan
+and watch, copy, write ASC MHL generations; until a signal (daemon mode) or
+until everything present has been dealt with (`once`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections import Counter
+
+import structlog
+
+from .config import Config, WatchConfig
+from .destinations import registry
+from .journal import CopyJob, Journal, SeenFile
+from .manifests import ManifestWriter
+from .retry import Backoff
+from .scheduler import DestinationRunner
+from .watch import WatchFolder
+
+log = structlog.get_logger("triplicate.daemon")
+
+
+def preflight(config: Config) -> list[str]:
+    """Problems that stop the daemon before it starts, as sentences."""
+    problems = []
+    where = f"{config.source_file}: " if config.source_file else ""
+    for i, watch in enumerate(config.watch):
+        if not watch.path.is_dir():
+            problems.append(
+                f"{where}watch[{i}].path {watch.path} does not exist or is not a folder; "
+                "create it or mount the volume, then start again"
+            )
+    return problems
+
+
+class Daemon:
+    def __init__(self, config: Config, once: bool = False) -> None:
+        self.config = config
+        self.once = once
+        self.journal = Journal(config.daemon.journal_path())
+        self.destinations = {d.name: registry.create(d) for d in config.destination}
+        self.manifests = ManifestWriter(self.journal, self.destinations)
+        backoff = Backoff.from_settings(config.daemon.retry, once)
+        attempts = config.daemon.retry.once_attempts if once else None
+        self.runners = {
+            name: DestinationRunner(dest, self.journal, backoff, attempts, self._on_verified, self._on_source_changed)
+            for name, dest in self.destinations.items()
+        }
+        self.watchers = [self._watcher(w) for w in config.watch]
+        self._stop = asyncio.Event()
+
+    def _watcher(self, watch: WatchConfig) -> WatchFolder:
+        known = self.journal.known_versions(str(watch.path))
+        return WatchFolder(watch, known, lambda batch: self._on_ready(watch, batch))
+
+    # ---- callbacks -----------------------------------------------------------
+
+    def _on_ready(self, watch: WatchConfig, batch: list[SeenFile]) -> None:
+        new = self.journal.ingest(batch, watch.destinations)
+        per_offload = Counter(item.offload for item in batch)
+        for offload, count in sorted(per_offload.items()):
+            log.info("files_ready", offload=offload, files=count, watch=str(watch.path))
+        if new:
+            for name in watch.destinations:
+                self.runners[name].wake.set()
+
+    def _on_verified(self, job: CopyJob) -> None:
+        watcher = self._watcher_of(job.watch)
+        if watcher is None or job.offload not in watcher.settler.offloads():
+            self.manifests.schedule(job.offload_id, job.destination)
+
+    def _on_source_changed(self, job: CopyJob) -> None:
+        watcher = self._watcher_of(job.watch)
+        if watcher is not None:
+            watcher.forget(job.relpath, job.disk_path)
+
+    def _watcher_of(self, watch: str) -> WatchFolder | None:
+        return next((w for w in self.watchers if str(w.root) == watch), None)
+
+    # ---- running ---------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> int:
+        """Returns the exit code: 0 when every copy is verified (once), else 1."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        recovered = self.journal.recover()
+        if self.once:
+            self.journal.make_due_now()
+        log.info("daemon_started", journal=str(self.journal.path), resumed_copies=recovered,
+                 watches=[str(w.root) for w in self.watchers], destinations=list(self.destinations),
+                 mode="once" if self.once else "daemon")
+        tasks = [asyncio.create_task(r.run(), name=f"runner-{n}") for n, r in self.runners.items()]
+        for watcher in self.watchers:
+            watcher.start_events()
+            tasks.append(asyncio.create_task(watcher.run(), name=f"watch-{watcher.root}"))
+        for watcher in self.watchers:
+            files = await watcher.full_scan()
+            log.info("scan_done", watch=str(watcher.root), files=files, to_check=len(watcher.settler))
+        tasks.append(asyncio.create_task(self._housekeeping()))
+        try:
+            if self.once:
+                await self._until_settled()
+            else:
+                await self._stop.wait()
+        finally:
+            await self._shutdown(tasks)
+        return self._exit_code()
+
+    async def _until_settled(self) -> None:
+        """A one-shot run ends when no watcher waits for a file to settle and
+        no destination has anything left to try in this run."""
+        while not self._stop.is_set():
+            if all(w.idle for w in self.watchers) and all(r.settled for r in self.runners.values()):
+                await asyncio.sleep(0)  # let verified callbacks schedule their manifests
+                if all(w.idle for w in self.watchers) and all(r.settled for r in self.runners.values()):
+                    await self.manifests.drain()
+                    await self.manifests.sweep()
+                    return
+            try:
+                await asyncio.wait_for(self._stop.wait(), 0.1)
+            except TimeoutError:
+                pass
+
+    async def _housekeeping(self) -> None:
+        """Periodic rescan (events get lost) and a manifest sweep."""
+        interval = self.config.daemon.rescan_seconds
+        while True:
+            await asyncio.sleep(interval)
+            for watcher in self.watchers:
+                await watcher.full_scan()
+            await self.manifests.sweep()
+
+    async def _shutdown(self, tasks: list[asyncio.Task[None]]) -> None:
+        for watcher in self.watchers:
+            watcher.stop()
+        for runner in self.runners.values():
+            runner.stop()
+        deadline = time.monotonic() + self.config.daemon.shutdown_grace_seconds
+        while any(r.in_flight for r in self.runners.values()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.manifests.drain()
+        log.info("daemon_stopped")
+
+    def _exit_code(self) -> int:
+        states = self.journal.copy_state_counts()
+        ok = states.get("verified", 0)
+        not_ok = sum(n for s, n in states.items() if s not in ("verified", "superseded"))
+        if self.once:
+            log.info("run_finished", verified=ok, not_verified=not_ok, mhl_generations=self.manifests.written)
+        if not self.once:
+            return 0
+        return 0 if not_ok == 0 else 1
+
+    def close(self) -> None:
+        self.journal.close()
+
+
+async def run_daemon(config: Config, once: bool) -> int:
+    daemon = Daemon(config, once)
+    try:
+        return await daemon.run()
+    finally:
+        daemon.close()
+

@@ -1,0 +1,1 @@
+"""Destinations: one module per storage type, each implementing `base.Destination`."""

@@ -1,0 +1,166 @@
+"""The destination protocol and the small types it speaks.
+
+A destination is one place that holds copies: a local/mounted path, an S3
+bucket, an Azure container, an SFTP server. Each type is one module beside this
+one with a pydantic config model (subclass of `DestinationConfig`) and a class
+implementing `Destination`. The registry (`registry.py`) joins them.
+
+Keys are destination-relative, POSIX separators, Unicode NFC:
+"<offload>/<path inside the offload>". A destination adds its own root or
+prefix. Keys never contain ".." segments or a leading "/" (checked by
+`check_key`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..errors import PermanentError
+
+Progress = Callable[[int], None]
+"""Called with the number of bytes just sent; must be cheap and never raise."""
+
+
+class DestinationConfig(BaseModel):
+    """Keys every destination type has. Subclasses add `type: Literal[...]`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, description="Name used in [[watch]].destinations and in status.")
+    media: str = Field(default="disk", description="Media kind of this copy (raid, nas, lto, cloud, ...); counts toward 3-2-1's two media.")
+    offsite: bool = Field(default=False, description="True when this copy is in another building; counts toward 3-2-1's one off-site.")
+    concurrency: int = Field(default=2, ge=1, le=64, description="Files transferred at once to this destination.")
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One version of a source file, as the journal knows it.
+
+    `path` is reopenable: every attempt reads it again from the start (or from a
+    resume point), so a retry never depends on a consumed stream.
+    """
+
+    path: Path
+    key: str
+    size: int
+    mtime_ns: int
+    xxh64: str | None = None  # known hash of this version, None until first read
+
+
+@dataclass
+class Receipt:
+    """What `put` proves about the copy it made."""
+
+    key: str
+    size: int
+    xxh64: str  # hash of the bytes read from the source and found at the destination
+    bytes_sent: int = 0  # bytes actually transmitted in this attempt (0 when skipped)
+    skipped: bool = False  # an identical copy was already there
+    evidence: dict[str, str] = field(default_factory=dict)  # e.g. {"crc32c": "..."}
+
+
+@dataclass(frozen=True)
+class RemoteObject:
+    key: str
+    size: int
+    xxh64: str | None = None  # from the object's metadata, if it carries one
+    mtime_ns: int | None = None
+
+
+class ResumeState(Protocol):
+    """Per (file version, destination) scratch space kept in the journal, so that
+    an interrupted transfer continues after a crash (upload ids, finished parts,
+    byte offsets). Values must be JSON-serialisable."""
+
+    def load(self) -> dict[str, Any] | None: ...
+
+    def save(self, state: dict[str, Any]) -> None: ...
+
+    def clear(self) -> None: ...
+
+
+class NoResume:
+    """A ResumeState that keeps nothing (tests, one-off commands)."""
+
+    def load(self) -> dict[str, Any] | None:
+        return None
+
+    def save(self, state: dict[str, Any]) -> None:
+        return None
+
+    def clear(self) -> None:
+        return None
+
+
+@runtime_checkable
+class Destination(Protocol):
+    """One place that holds copies. All methods may be called concurrently for
+    different keys; none is called concurrently for the same key.
+
+    Errors: every method raises only TransientError (retry later),
+    PermanentError (needs someone to act), VerificationFailed, or SourceChanged;
+    SDK exceptions are mapped inside the module.
+    """
+
+    name: str
+    config: DestinationConfig
+
+    async def open(self) -> None:
+        """Connect and check that the target (folder, bucket, container, remote
+        path) exists and is usable. Raises PermanentError with a sentence that
+        says how to fix it when it does not."""
+
+    async def close(self) -> None:
+        """Release connections. Safe to call twice."""
+
+    async def put(self, src: SourceFile, resume: ResumeState, progress: Progress | None = None) -> Receipt:
+        """Copy `src` to `src.key` and check the stored copy before returning.
+
+        - Reads the source with `source.SourceReader` (hashes what it reads and
+          raises SourceChanged if the file changes underneath).
+        - The copy becomes visible under its final key only when complete
+          (temporary name + rename, multipart complete, block list commit).
+        - Returns only when the destination holds exactly the bytes read, checked
+          against what was sent (read-back, or the service's own checksum of the
+          stored object). On a mismatch the bad copy is removed and
+          VerificationFailed is raised.
+        - If an identical copy already exists (same size and xxh64, src.xxh64
+          known), records it without sending: Receipt(skipped=True).
+        - Idempotent: calling again after any failure is safe; `resume` may let
+          it continue where the last attempt stopped.
+        """
+
+    async def verify(self, key: str, xxh64: str, size: int) -> None:
+        """Re-read the stored copy and compare it with `xxh64` and `size`.
+        Raises VerificationFailed on a mismatch (without deleting anything) and
+        PermanentError if the object is missing."""
+
+    async def stat(self, key: str) -> RemoteObject | None:
+        """The object under `key`, or None if there is none."""
+
+    async def delete(self, key: str) -> None:
+        """Remove `key`; no error if it is already gone."""
+
+    async def read_bytes(self, key: str) -> bytes | None:
+        """A small object in full (ASC MHL files), or None if missing."""
+
+    async def write_bytes(self, key: str, data: bytes) -> None:
+        """Store a small object atomically (never visible half-written)."""
+
+
+DestinationFactory = Callable[[DestinationConfig], Destination]
+Opener = Callable[[], Awaitable[None]]
+
+
+def check_key(key: str) -> str:
+    """Refuse keys that could escape a destination root."""
+    if not key or key.startswith("/") or "\\" in key:
+        raise PermanentError(f"refusing key {key!r}: keys are relative POSIX paths")
+    parts = key.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        raise PermanentError(f"refusing key {key!r}: empty, '.' or '..' segments could escape the destination root")
+    return key

@@ -1,0 +1,211 @@
+"""A mounted path: RAID, NAS share, second disk, LTO staging area.
+
+Copies are written under a hidden temporary name in the target folder, flushed
+with fsync, read back from the device (cached pages dropped) and compared with
+the hash of the bytes read from the source; only then renamed into place, so the
+final name never holds a torn or unverified file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import time
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from ..errors import PermanentError, TransientError, VerificationFailed
+from ..fields import ConfigPath
+from ..hashing import hash_file
+from ..source import SourceReader
+from .base import (
+    DestinationConfig,
+    Progress,
+    Receipt,
+    RemoteObject,
+    ResumeState,
+    SourceFile,
+    check_key,
+)
+
+TMP_MARK = ".triplicate-"
+
+
+class LocalConfig(DestinationConfig):
+    type: Literal["local"]
+    path: ConfigPath = Field(description="Root folder of the copies; offloads keep their relative paths below it.")
+    media: str = "disk"
+    fsync: bool = Field(default=True, description="Flush every copy to the device before it counts.")
+
+
+def _os_error(exc: OSError, what: str) -> Exception:
+    """Map an OSError at the destination to the scheduler's classes."""
+    reason = exc.strerror or str(exc)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return TransientError(f"destination disk full while {what}: {reason}; free space, the copy is retried")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return PermanentError(f"destination not writable while {what}: {reason}; fix the permissions or the mount")
+    return TransientError(f"destination I/O error while {what}: {reason}")
+
+
+class LocalDestination:
+    def __init__(self, config: LocalConfig) -> None:
+        self.config = config
+        self.name = config.name
+        self.root = config.path
+
+    def _path(self, key: str) -> Path:
+        return self.root / check_key(key)
+
+    async def open(self) -> None:
+        if not self.root.is_dir():
+            raise PermanentError(
+                f"destination {self.name!r}: folder {self.root} does not exist; create it or mount the volume"
+            )
+
+    async def close(self) -> None:
+        return None
+
+    async def put(self, src: SourceFile, resume: ResumeState, progress: Progress | None = None) -> Receipt:
+        return await asyncio.to_thread(self._put, src, progress)
+
+    def _put(self, src: SourceFile, progress: Progress | None) -> Receipt:
+        final = self._path(src.key)
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            _remove_stale_temps(final)
+            existing = self._identical(final, src)
+            if existing is not None:
+                return existing
+            tmp = final.with_name(f".{final.name}{TMP_MARK}{os.getpid()}-{time.monotonic_ns()}.tmp")
+            try:
+                xxh64 = self._copy(src, tmp, progress)
+                self._check_copy(tmp, xxh64, src.size)
+                os.replace(tmp, final)
+                if self.config.fsync:
+                    _fsync_dir(final.parent)
+            finally:
+                tmp.unlink(missing_ok=True)
+        except OSError as exc:
+            raise _os_error(exc, f"writing {src.key}") from None
+        return Receipt(key=src.key, size=src.size, xxh64=xxh64, bytes_sent=src.size)
+
+    def _identical(self, final: Path, src: SourceFile) -> Receipt | None:
+        """A copy already in place with the known size and hash is kept as is."""
+        if src.xxh64 is None:
+            return None
+        try:
+            if final.stat().st_size != src.size:
+                return None
+        except FileNotFoundError:
+            return None
+        xxh64, _ = hash_file(final, uncached=True)
+        if xxh64 != src.xxh64:
+            return None
+        return Receipt(key=src.key, size=src.size, xxh64=xxh64, skipped=True)
+
+    def _copy(self, src: SourceFile, tmp: Path, progress: Progress | None) -> str:
+        with SourceReader(src) as reader:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                if src.size:
+                    _preallocate(fd, src.size)
+                while block := reader.read_block():
+                    view = memoryview(block)
+                    while view:
+                        view = view[os.write(fd, view):]
+                    if progress:
+                        progress(len(block))
+                if self.config.fsync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            xxh64 = reader.finish()
+        os.utime(tmp, ns=(time.time_ns(), src.mtime_ns))
+        return xxh64
+
+    def _check_copy(self, path: Path, xxh64: str, size: int) -> None:
+        copied, length = hash_file(path, uncached=True)
+        if length != size or copied != xxh64:
+            raise VerificationFailed(
+                f"copy at {path} read back as xxh64 {copied} ({length} bytes), expected {xxh64} ({size} bytes); removed"
+            )
+
+    async def verify(self, key: str, xxh64: str, size: int) -> None:
+        path = self._path(key)
+        try:
+            found, length = await asyncio.to_thread(hash_file, path, "xxh64", True)
+        except FileNotFoundError:
+            raise PermanentError(f"copy missing at destination {self.name!r}: {key}") from None
+        except OSError as exc:
+            raise _os_error(exc, f"reading back {key}") from None
+        if length != size or found != xxh64:
+            raise VerificationFailed(
+                f"copy of {key} at {self.name!r} reads as xxh64 {found} ({length} bytes), expected {xxh64} ({size} bytes)"
+            )
+
+    async def stat(self, key: str) -> RemoteObject | None:
+        try:
+            st = self._path(key).stat()
+        except FileNotFoundError:
+            return None
+        return RemoteObject(key=key, size=st.st_size, mtime_ns=st.st_mtime_ns)
+
+    async def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    async def read_bytes(self, key: str) -> bytes | None:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    async def write_bytes(self, key: str, data: bytes) -> None:
+        await asyncio.to_thread(self._write_bytes, key, data)
+
+    def _write_bytes(self, key: str, data: bytes) -> None:
+        final = self._path(key)
+        tmp = final.with_name(f".{final.name}{TMP_MARK}{os.getpid()}-{time.monotonic_ns()}.tmp")
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                if self.config.fsync:
+                    os.fsync(fh.fileno())
+            os.replace(tmp, final)
+            if self.config.fsync:
+                _fsync_dir(final.parent)
+        except OSError as exc:
+            raise _os_error(exc, f"writing {key}") from None
+        finally:
+            tmp.unlink(missing_ok=True)
+
+
+def _remove_stale_temps(final: Path) -> None:
+    """Temporary files a killed process left behind for this name."""
+    prefix = f".{final.name}{TMP_MARK}"
+    for entry in os.scandir(final.parent):
+        if entry.name.startswith(prefix) and entry.name.endswith(".tmp"):
+            Path(entry.path).unlink(missing_ok=True)
+
+
+def _preallocate(fd: int, size: int) -> None:
+    """Reserve the space up front: a full disk fails now, not at 90%."""
+    if hasattr(os, "posix_fallocate"):
+        try:
+            os.posix_fallocate(fd, 0, size)
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                raise
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,30 @@
+"""The one place that knows every destination type.
+
+Each entry maps a config `type` to its config model and its class; the config
+models join in one pydantic discriminated union, so an unknown type or a key
+that belongs to another type is a clear config error.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Union
+
+from pydantic import Field
+
+from .base import Destination, DestinationConfig
+from .local import LocalConfig, LocalDestination
+
+TYPES: dict[str, tuple[type[DestinationConfig], type]] = {
+    "local": (LocalConfig, LocalDestination),
+}
+
+AnyDestinationConfig = Annotated[
+    Union[LocalConfig],
+    Field(discriminator="type"),
+]
+
+
+def create(config: DestinationConfig) -> Destination:
+    """A destination object for `config` (not yet opened)."""
+    cls = TYPES[config.type][1]  # type: ignore[attr-defined]
+    return cls(config)  # type: ignore[no-any-return]

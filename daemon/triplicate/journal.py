@@ -1,0 +1,432 @@
+"""The durable journal: SQLite in WAL mode, the only truth about every copy.
+
+One row in `files` per version of a source file (path, size, mtime); one row in
+`copies` per (file version x destination) with its state:
+
+    pending ──claim──▶ transferring ──▶ verified
+       ▲                    │
+       └──── retry later ───┤ (transient error, or a destination problem)
+                            └──▶ failed  (the source itself cannot be read)
+
+Copies of a version that turned out to be stale are marked `superseded`.
+A row is claimed before work starts (attempts counted first), and its outcome is
+written when work ends; after a crash, rows left `transferring` go back to
+`pending` and resume.
+
+Durability: WAL with synchronous=NORMAL. A crash of the process loses nothing
+committed; a power cut may roll back the last commits, never corrupt the file.
+Either way the lost rows can only be "verified" rows turning back into
+"pending" ones (work done again) or files seen again by the next scan, so no
+file is lost and nothing is claimed verified that was not.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from .errors import JournalError
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS offloads (
+    id INTEGER PRIMARY KEY,
+    watch TEXT NOT NULL,
+    name TEXT NOT NULL,
+    first_seen REAL NOT NULL,
+    UNIQUE (watch, name)
+);
+CREATE TABLE IF NOT EXISTS files (
+    id INTEGER PRIMARY KEY,
+    offload_id INTEGER NOT NULL REFERENCES offloads(id),
+    relpath TEXT NOT NULL,
+    disk_path TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    xxh64 TEXT,
+    current INTEGER NOT NULL DEFAULT 1,
+    first_seen REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS files_current ON files (offload_id, relpath) WHERE current = 1;
+CREATE TABLE IF NOT EXISTS copies (
+    id INTEGER PRIMARY KEY,
+    file_id INTEGER NOT NULL REFERENCES files(id),
+    destination TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending'
+        CHECK (state IN ('pending', 'transferring', 'verified', 'failed', 'superseded')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    error_kind TEXT,
+    next_attempt_at REAL NOT NULL DEFAULT 0,
+    updated_at REAL NOT NULL,
+    verified_at REAL,
+    bytes_sent INTEGER NOT NULL DEFAULT 0,
+    resume TEXT,
+    UNIQUE (file_id, destination)
+);
+CREATE INDEX IF NOT EXISTS copies_due ON copies (destination, state, next_attempt_at);
+CREATE TABLE IF NOT EXISTS destinations (
+    name TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    error TEXT,
+    since REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS generations (
+    id INTEGER PRIMARY KEY,
+    offload_id INTEGER NOT NULL REFERENCES offloads(id),
+    destination TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    filename TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class SeenFile:
+    """A ready source file as the watcher saw it."""
+
+    watch: str  # the watch folder, absolute
+    relpath: str  # relative to the watch folder, POSIX, NFC; first segment is the offload
+    size: int
+    mtime_ns: int
+    disk_path: str = ""  # relative path as spelled on disk (NFD on some Macs); "" = relpath
+
+    @property
+    def on_disk(self) -> str:
+        return self.disk_path or self.relpath
+
+    @property
+    def offload(self) -> str:
+        return self.relpath.split("/", 1)[0]
+
+
+@dataclass(frozen=True)
+class CopyJob:
+    """A claimed copy row with what is needed to work it."""
+
+    copy_id: int
+    file_id: int
+    offload_id: int
+    destination: str
+    watch: str
+    offload: str
+    relpath: str
+    disk_path: str
+    size: int
+    mtime_ns: int
+    xxh64: str | None
+    attempts: int
+
+    @property
+    def source_path(self) -> Path:
+        return Path(self.watch) / self.disk_path
+
+
+class Journal:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.db = self._connect(path)
+
+    @staticmethod
+    def _connect(path: Path) -> sqlite3.Connection:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA busy_timeout = 10000")
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = NORMAL")
+            db.execute("PRAGMA foreign_keys = ON")
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise JournalError(
+                    f"journal {path} was written by a newer triplicate (schema {version}); upgrade triplicate"
+                )
+            db.executescript(SCHEMA)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except sqlite3.DatabaseError as exc:
+            raise JournalError(
+                f"journal {path} cannot be used ({exc}); it is damaged or not a triplicate journal — "
+                "move it aside to start a new one (copies already at the destinations are checked, not re-sent)"
+            ) from None
+        except OSError as exc:
+            raise JournalError(f"journal {path} cannot be created: {exc.strerror}; check the folder") from None
+        return db
+
+    def close(self) -> None:
+        self.db.close()
+
+    def _tx(self) -> "_Transaction":
+        return _Transaction(self.db)
+
+    # ---- start-up --------------------------------------------------------
+
+    def recover(self) -> int:
+        """Rows a previous process left `transferring` go back to `pending`."""
+        with self._tx():
+            cur = self.db.execute(
+                "UPDATE copies SET state = 'pending', updated_at = ? WHERE state = 'transferring'", (time.time(),)
+            )
+        return cur.rowcount
+
+    def known_versions(self, watch: str) -> dict[str, tuple[int, int]]:
+        """relpath -> (size, mtime_ns) of every current version under `watch`,
+        so a rescan can skip unchanged files without hashing them."""
+        rows = self.db.execute(
+            "SELECT f.relpath, f.size, f.mtime_ns FROM files f JOIN offloads o ON o.id = f.offload_id "
+            "WHERE o.watch = ? AND f.current = 1",
+            (watch,),
+        )
+        return {r[0]: (r[1], r[2]) for r in rows}
+
+    def make_due_now(self) -> None:
+        with self._tx():
+            self.db.execute("UPDATE copies SET next_attempt_at = 0 WHERE state = 'pending'")
+
+    # ---- ingest ----------------------------------------------------------
+
+    def ingest(self, seen: Iterable[SeenFile], destinations: list[str]) -> list[int]:
+        """Record ready files in one transaction; a new version supersedes the
+        old one. Returns the ids of new file versions."""
+        now = time.time()
+        new_ids: list[int] = []
+        with self._tx():
+            for item in seen:
+                file_id = self._ingest_one(item, destinations, now)
+                if file_id is not None:
+                    new_ids.append(file_id)
+        return new_ids
+
+    def _ingest_one(self, item: SeenFile, destinations: list[str], now: float) -> int | None:
+        offload_id = self._offload_id(item.watch, item.offload, now)
+        row = self.db.execute(
+            "SELECT id, size, mtime_ns FROM files WHERE offload_id = ? AND relpath = ? AND current = 1",
+            (offload_id, item.relpath),
+        ).fetchone()
+        if row is not None and (row[1], row[2]) == (item.size, item.mtime_ns):
+            self.db.execute("UPDATE files SET disk_path = ? WHERE id = ?", (item.on_disk, row[0]))
+            self._ensure_copies(row[0], destinations, now)
+            return None
+        if row is not None:
+            self._supersede(row[0], now)
+        cur = self.db.execute(
+            "INSERT INTO files (offload_id, relpath, disk_path, size, mtime_ns, first_seen) VALUES (?, ?, ?, ?, ?, ?)",
+            (offload_id, item.relpath, item.on_disk, item.size, item.mtime_ns, now),
+        )
+        file_id = int(cur.lastrowid or 0)
+        self._ensure_copies(file_id, destinations, now)
+        return file_id
+
+    def _offload_id(self, watch: str, name: str, now: float) -> int:
+        self.db.execute(
+            "INSERT OR IGNORE INTO offloads (watch, name, first_seen) VALUES (?, ?, ?)", (watch, name, now)
+        )
+        return int(self.db.execute("SELECT id FROM offloads WHERE watch = ? AND name = ?", (watch, name)).fetchone()[0])
+
+    def _ensure_copies(self, file_id: int, destinations: list[str], now: float) -> None:
+        self.db.executemany(
+            "INSERT OR IGNORE INTO copies (file_id, destination, updated_at) VALUES (?, ?, ?)",
+            [(file_id, d, now) for d in destinations],
+        )
+
+    def _supersede(self, file_id: int, now: float) -> None:
+        self.db.execute("UPDATE files SET current = 0 WHERE id = ?", (file_id,))
+        self.db.execute(
+            "UPDATE copies SET state = 'superseded', updated_at = ? WHERE file_id = ? AND state != 'verified'",
+            (now, file_id),
+        )
+
+    def supersede(self, file_id: int) -> None:
+        """The source changed under a transfer: this version is no longer the
+        file; the next scan records the new one."""
+        with self._tx():
+            self._supersede(file_id, time.time())
+
+    # ---- claiming and outcomes ----------------------------------------------
+
+    def due_ids(self, destination: str, now: float, limit: int = 1) -> list[int]:
+        """Pending copies at `destination` whose next attempt is due, oldest first."""
+        rows = self.db.execute(
+            "SELECT id FROM copies WHERE destination = ? AND state = 'pending' AND next_attempt_at <= ? "
+            "ORDER BY next_attempt_at, id LIMIT ?",
+            (destination, now, limit),
+        )
+        return [r[0] for r in rows]
+
+    def claim_id(self, copy_id: int, now: float | None = None) -> CopyJob | None:
+        """pending -> transferring, attempts counted before the work starts."""
+        now = time.time() if now is None else now
+        with self._tx():
+            cur = self.db.execute(
+                "UPDATE copies SET state = 'transferring', attempts = attempts + 1, updated_at = ? "
+                "WHERE id = ? AND state = 'pending'",
+                (now, copy_id),
+            )
+            if cur.rowcount != 1:
+                return None
+            row = self.db.execute(_JOB_SELECT + " WHERE c.id = ?", (copy_id,)).fetchone()
+        return CopyJob(*row)
+
+    def next_due(self, destination: str) -> float | None:
+        row = self.db.execute(
+            "SELECT MIN(next_attempt_at) FROM copies WHERE destination = ? AND state = 'pending'", (destination,)
+        ).fetchone()
+        return None if row[0] is None else float(row[0])
+
+    def record_verified(self, job: CopyJob, xxh64: str, bytes_sent: int) -> bool:
+        """Mark the copy verified; returns False (and records nothing) when the
+        file's hash recorded by another destination differs from `xxh64`."""
+        now = time.time()
+        with self._tx():
+            self.db.execute("UPDATE files SET xxh64 = ? WHERE id = ? AND xxh64 IS NULL", (xxh64, job.file_id))
+            recorded = self.db.execute("SELECT xxh64 FROM files WHERE id = ?", (job.file_id,)).fetchone()[0]
+            if recorded != xxh64:
+                return False
+            self.db.execute(
+                "UPDATE copies SET state = 'verified', verified_at = ?, updated_at = ?, last_error = NULL, "
+                "error_kind = NULL, bytes_sent = bytes_sent + ?, resume = NULL WHERE id = ?",
+                (now, now, bytes_sent, job.copy_id),
+            )
+        return True
+
+    def record_retry(self, copy_id: int, error: str, kind: str, next_attempt_at: float) -> None:
+        with self._tx():
+            self.db.execute(
+                "UPDATE copies SET state = 'pending', last_error = ?, error_kind = ?, next_attempt_at = ?, "
+                "updated_at = ? WHERE id = ? AND state = 'transferring'",
+                (error, kind, next_attempt_at, time.time(), copy_id),
+            )
+
+    def record_failed(self, copy_id: int, error: str) -> None:
+        with self._tx():
+            self.db.execute(
+                "UPDATE copies SET state = 'failed', last_error = ?, error_kind = 'permanent', updated_at = ? "
+                "WHERE id = ? AND state = 'transferring'",
+                (error, time.time(), copy_id),
+            )
+
+    def release(self, copy_id: int) -> None:
+        """Work stopped by a shutdown: back to pending, due at once."""
+        with self._tx():
+            self.db.execute(
+                "UPDATE copies SET state = 'pending', next_attempt_at = 0, updated_at = ? "
+                "WHERE id = ? AND state = 'transferring'",
+                (time.time(), copy_id),
+            )
+
+    def retry(self, destination: str | None = None, offload: str | None = None) -> int:
+        """Failed and waiting rows become due now (the `retry` command)."""
+        sql = (
+            "UPDATE copies SET state = 'pending', next_attempt_at = 0, updated_at = ? "
+            "WHERE (state = 'failed' OR (state = 'pending' AND last_error IS NOT NULL))"
+        )
+        args: list[Any] = [time.time()]
+        if destination is not None:
+            sql += " AND destination = ?"
+            args.append(destination)
+        if offload is not None:
+            sql += " AND file_id IN (SELECT f.id FROM files f JOIN offloads o ON o.id = f.offload_id WHERE o.name = ?)"
+            args.append(offload)
+        with self._tx():
+            return self.db.execute(sql, args).rowcount
+
+    # ---- resume state --------------------------------------------------------
+
+    def load_resume(self, copy_id: int) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT resume FROM copies WHERE id = ?", (copy_id,)).fetchone()
+        return None if row is None or row[0] is None else json.loads(row[0])
+
+    def save_resume(self, copy_id: int, state: dict[str, Any] | None) -> None:
+        with self._tx():
+            self.db.execute(
+                "UPDATE copies SET resume = ? WHERE id = ?",
+                (None if state is None else json.dumps(state), copy_id),
+            )
+
+    # ---- offload completeness and ASC MHL generations ----------------------------
+
+    def offload_state(self, offload_id: int, destination: str) -> list[sqlite3.Row]:
+        """Current files of an offload with their copy state at `destination`."""
+        return list(self.rows(
+            "SELECT f.id, f.relpath, f.size, f.mtime_ns, f.xxh64, c.state, c.verified_at FROM files f "
+            "JOIN copies c ON c.file_id = f.id AND c.destination = ? "
+            "WHERE f.offload_id = ? AND f.current = 1 ORDER BY f.relpath",
+            (destination, offload_id),
+        ))
+
+    def offload(self, offload_id: int) -> tuple[str, str]:
+        row = self.db.execute("SELECT watch, name FROM offloads WHERE id = ?", (offload_id,)).fetchone()
+        return row[0], row[1]
+
+    def offload_ids(self) -> list[int]:
+        return [r[0] for r in self.db.execute("SELECT id FROM offloads ORDER BY id")]
+
+    def last_generation(self, offload_id: int, destination: str) -> tuple[int, str] | None:
+        row = self.db.execute(
+            "SELECT number, signature FROM generations WHERE offload_id = ? AND destination = ? "
+            "ORDER BY id DESC LIMIT 1",
+            (offload_id, destination),
+        ).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    def record_generation(self, offload_id: int, destination: str, number: int, filename: str, signature: str) -> None:
+        with self._tx():
+            self.db.execute(
+                "INSERT INTO generations (offload_id, destination, number, filename, signature, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (offload_id, destination, number, filename, signature, time.time()),
+            )
+
+    # ---- destinations ---------------------------------------------------------
+
+    def set_destination_state(self, name: str, state: str, error: str | None) -> None:
+        with self._tx():
+            self.db.execute(
+                "INSERT INTO destinations (name, state, error, since) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET error = excluded.error, "
+                "since = CASE WHEN state = excluded.state THEN since ELSE excluded.since END, state = excluded.state",
+                (name, state, error, time.time()),
+            )
+
+    def copy_state_counts(self) -> dict[str, int]:
+        rows = self.db.execute(
+            "SELECT c.state, COUNT(*) FROM copies c JOIN files f ON f.id = c.file_id "
+            "WHERE f.current = 1 GROUP BY c.state"
+        )
+        return {r[0]: r[1] for r in rows}
+
+    # ---- reading for status ------------------------------------------------------
+
+    def rows(self, sql: str, args: tuple[Any, ...] = ()) -> Iterator[sqlite3.Row]:
+        cur = self.db.cursor()
+        cur.row_factory = sqlite3.Row
+        yield from cur.execute(sql, args)
+
+
+_JOB_SELECT = (
+    "SELECT c.id, c.file_id, f.offload_id, c.destination, o.watch, o.name, f.relpath, f.disk_path, f.size, f.mtime_ns, "
+    "f.xxh64, c.attempts FROM copies c JOIN files f ON f.id = c.file_id JOIN offloads o ON o.id = f.offload_id"
+)
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def open_journal(path: Path) -> Journal:
+    return Journal(path)

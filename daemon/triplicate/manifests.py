@@ -1,0 +1,107 @@
+"""Writing the ASC MHL generation of an offload at a destination once every
+file of it is verified there.
+
+A generation is written when an offload is complete at a destination and its
+content (paths and hashes) differs from what the last generation recorded;
+so a restart, a rescan or a second `run --once` never adds an empty generation,
+and files that arrive later in the same offload get a generation of their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import socket
+from datetime import datetime, timezone
+from pathlib import Path
+
+import structlog
+
+from . import __version__
+from .destinations.base import Destination
+from .errors import PermanentError, TransientError
+from .history import write_generation
+from .journal import Journal
+from .mhl import MhlFile, ProcessInfo
+from .watch import HISTORY_FOLDER
+
+log = structlog.get_logger("triplicate.mhl")
+
+
+def _utc(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, tz=timezone.utc)
+
+
+class ManifestWriter:
+    def __init__(self, journal: Journal, destinations: dict[str, Destination]) -> None:
+        self.journal = journal
+        self.destinations = destinations
+        self._locks = {name: asyncio.Lock() for name in destinations}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.written = 0
+
+    def schedule(self, offload_id: int, destination: str) -> None:
+        task = asyncio.create_task(self.write_if_complete(offload_id, destination))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def write_if_complete(self, offload_id: int, destination: str) -> bool:
+        """Write a generation if the offload is complete and changed; True if written."""
+        async with self._locks[destination]:
+            watch, offload = self.journal.offload(offload_id)
+            rows = self.journal.offload_state(offload_id, destination)
+            if not rows or any(r["state"] != "verified" for r in rows):
+                return False
+            if all("/" not in r["relpath"] for r in rows):
+                return False  # a loose file has no folder to hold a history
+            signature = _signature(rows)
+            last = self.journal.last_generation(offload_id, destination)
+            if last is not None and last[1] == signature:
+                return False
+            files = [_mhl_file(offload, r) for r in rows]
+            upstream = Path(watch) / offload / HISTORY_FOLDER
+            dlog = log.bind(offload=offload, destination=destination)
+            try:
+                result = await write_generation(
+                    self.destinations[destination], offload, files, _process_info(),
+                    upstream if upstream.is_dir() else None,
+                )
+            except (TransientError, PermanentError, OSError) as exc:
+                dlog.error("mhl_generation_failed", error=str(exc))
+                return False
+            self.journal.record_generation(offload_id, destination, result.number, result.filename, signature)
+            self.written += 1
+            dlog.info("mhl_generation_written", generation=result.number, manifest=result.filename, files=len(files))
+            return True
+
+    async def sweep(self) -> None:
+        """Every offload at every destination (end of a one-shot run, start-up)."""
+        for offload_id in self.journal.offload_ids():
+            for name in self.destinations:
+                await self.write_if_complete(offload_id, name)
+
+
+def _signature(rows: list) -> str:
+    digest = hashlib.sha256()
+    for r in rows:
+        digest.update(f"{r['relpath']}\0{r['xxh64']}\n".encode())
+    return digest.hexdigest()
+
+
+def _mhl_file(offload: str, row: object) -> MhlFile:
+    r = row  # sqlite3.Row
+    return MhlFile(
+        path=r["relpath"][len(offload) + 1:],  # type: ignore[index]
+        size=r["size"],  # type: ignore[index]
+        mtime=datetime.fromtimestamp(r["mtime_ns"] / 1e9, tz=timezone.utc),  # type: ignore[index]
+        xxh64=r["xxh64"],  # type: ignore[index]
+        hashed_at=_utc(r["verified_at"]),  # type: ignore[index]
+    )
+
+
+def _process_info() -> ProcessInfo:
+    return ProcessInfo(tool_version=__version__, hostname=socket.gethostname())

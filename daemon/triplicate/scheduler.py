@@ -1,0 +1,224 @@
+"""Destination workers: claim a copy row, put it, record the outcome.
+
+Each destination has its own workers (its `concurrency`), so a slow or broken
+destination never holds the others back. Outcomes are written to the journal by
+plain synchronous calls between awaits: a cancellation can interrupt a transfer
+but never a half-written outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Callable
+
+import structlog
+
+from .destinations.base import Destination, Receipt, SourceFile
+from .errors import (
+    PermanentError,
+    SourceChanged,
+    SourceUnreadable,
+    TransientError,
+    VerificationFailed,
+)
+from .journal import CopyJob, Journal
+from .retry import Backoff
+
+log = structlog.get_logger("triplicate.scheduler")
+
+
+class JournalResume:
+    """ResumeState of one copy row, kept in the journal."""
+
+    def __init__(self, journal: Journal, copy_id: int) -> None:
+        self.journal = journal
+        self.copy_id = copy_id
+
+    def load(self) -> dict[str, Any] | None:
+        return self.journal.load_resume(self.copy_id)
+
+    def save(self, state: dict[str, Any]) -> None:
+        self.journal.save_resume(self.copy_id, state)
+
+    def clear(self) -> None:
+        self.journal.save_resume(self.copy_id, None)
+
+
+class DestinationRunner:
+    def __init__(
+        self,
+        dest: Destination,
+        journal: Journal,
+        backoff: Backoff,
+        once_attempts: int | None,
+        on_verified: Callable[[CopyJob], None],
+        on_source_changed: Callable[[CopyJob], None],
+    ) -> None:
+        self.dest = dest
+        self.name = dest.name
+        self.journal = journal
+        self.backoff = backoff
+        self.once_attempts = once_attempts  # None: daemon mode, retry forever
+        self.on_verified = on_verified
+        self.on_source_changed = on_source_changed
+        self.wake = asyncio.Event()
+        self.stopping = False
+        self.opened = False
+        self.open_failures = 0
+        self.gave_up_open = False
+        self.paused_until = 0.0
+        self.in_flight = 0
+        self.tried: dict[int, int] = {}
+        self.gave_up: set[int] = set()
+        self.bytes_sent = 0
+        self.log = log.bind(destination=self.name)
+
+    # ---- lifecycle -------------------------------------------------------
+
+    async def run(self) -> None:
+        workers = [asyncio.create_task(self._worker(), name=f"{self.name}-{i}") for i in range(self.dest.config.concurrency)]
+        try:
+            await asyncio.gather(*workers)
+        finally:
+            for w in workers:
+                w.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            await self.dest.close()
+
+    def stop(self) -> None:
+        self.stopping = True
+        self.wake.set()
+
+    @property
+    def settled(self) -> bool:
+        """In a one-shot run: nothing in flight and nothing left to try now."""
+        if self.in_flight:
+            return False
+        if self.gave_up_open:
+            return True
+        return self._claimable(time.time() + 3600) is None and self.opened
+
+    # ---- the loop ----------------------------------------------------------
+
+    async def _worker(self) -> None:
+        while not self.stopping:
+            if not await self._ensure_open():
+                continue
+            job = self._claim()
+            if job is None:
+                await self._sleep_until_due()
+                continue
+            self.in_flight += 1
+            try:
+                await self._work(job)
+            finally:
+                self.in_flight -= 1
+
+    def _claimable(self, now: float) -> int | None:
+        for copy_id in self.journal.due_ids(self.name, now, limit=len(self.gave_up) + 1):
+            if copy_id not in self.gave_up:
+                return copy_id
+        return None
+
+    def _claim(self) -> CopyJob | None:
+        now = time.time()
+        if now < self.paused_until:
+            return None
+        copy_id = self._claimable(now)
+        return None if copy_id is None else self.journal.claim_id(copy_id, now)
+
+    async def _sleep_until_due(self) -> None:
+        self.wake.clear()
+        due = self.journal.next_due(self.name)
+        wait = 60.0 if due is None else max(0.05, min(60.0, due - time.time()))
+        if self.paused_until > time.time():
+            wait = max(wait, self.paused_until - time.time())
+        try:
+            await asyncio.wait_for(self.wake.wait(), wait)
+        except TimeoutError:
+            pass
+
+    async def _ensure_open(self) -> bool:
+        if self.opened:
+            return True
+        try:
+            await self.dest.open()
+        except (TransientError, PermanentError) as exc:
+            self.open_failures += 1
+            self.journal.set_destination_state(self.name, "down", str(exc))
+            if self.open_failures == 1:
+                self.log.error("destination_unavailable", error=str(exc))
+            if self.once_attempts is not None and self.open_failures >= self.once_attempts:
+                self.gave_up_open = True
+                self.stopping = True
+                return False
+            await self._pause(self.backoff.delay(self.open_failures))
+            return False
+        if self.open_failures:
+            self.log.info("destination_available", after_failures=self.open_failures)
+        self.opened, self.open_failures = True, 0
+        self.journal.set_destination_state(self.name, "up", None)
+        return True
+
+    async def _pause(self, seconds: float) -> None:
+        self.wake.clear()
+        try:
+            await asyncio.wait_for(self.wake.wait(), seconds)
+        except TimeoutError:
+            pass
+
+    # ---- one copy --------------------------------------------------------------
+
+    async def _work(self, job: CopyJob) -> None:
+        src = SourceFile(job.source_path, job.relpath, job.size, job.mtime_ns, job.xxh64)
+        jlog = self.log.bind(offload=job.offload, file=job.relpath, attempt=job.attempts)
+        self.tried[job.copy_id] = self.tried.get(job.copy_id, 0) + 1
+        started = time.monotonic()
+        try:
+            receipt = await self.dest.put(src, JournalResume(self.journal, job.copy_id), self._progress)
+        except asyncio.CancelledError:
+            self.journal.release(job.copy_id)
+            raise
+        except SourceChanged as exc:
+            self.journal.supersede(job.file_id)
+            jlog.warning("source_changed", error=str(exc))
+            self.on_source_changed(job)
+        except SourceUnreadable as exc:
+            self.journal.record_failed(job.copy_id, str(exc))
+            jlog.error("source_unreadable", error=str(exc))
+        except PermanentError as exc:
+            self._retry_later(job, exc, "permanent", jlog)
+            self.paused_until = time.time() + self.backoff.permanent
+        except (TransientError, VerificationFailed) as exc:
+            self._retry_later(job, exc, "transient", jlog)
+        except Exception as exc:  # a bug must cost a retry, never a file
+            jlog.exception("transfer_crashed")
+            self._retry_later(job, TransientError(f"internal error: {exc!r}"), "transient", jlog)
+        else:
+            self._record(job, receipt, time.monotonic() - started, jlog)
+
+    def _record(self, job: CopyJob, receipt: Receipt, seconds: float, jlog: Any) -> None:
+        if receipt.key != job.relpath or receipt.size != job.size:
+            self._retry_later(job, VerificationFailed(f"destination answered for {receipt.key} ({receipt.size} bytes)"), "transient", jlog)
+            return
+        if not self.journal.record_verified(job, receipt.xxh64, receipt.bytes_sent):
+            self.journal.supersede(job.file_id)
+            jlog.warning("source_changed", error="two reads of the same version gave different hashes")
+            self.on_source_changed(job)
+            return
+        rate = receipt.bytes_sent / seconds / 1e6 if seconds > 0 and receipt.bytes_sent else None
+        event = "copy_already_present" if receipt.skipped else "copy_verified"
+        jlog.info(event, size=receipt.size, xxh64=receipt.xxh64, seconds=round(seconds, 3),
+                  mb_per_s=None if rate is None else round(rate, 1))
+        self.on_verified(job)
+
+    def _retry_later(self, job: CopyJob, exc: Exception, kind: str, jlog: Any) -> None:
+        delay = self.backoff.permanent if kind == "permanent" else self.backoff.delay(job.attempts)
+        self.journal.record_retry(job.copy_id, str(exc), kind, time.time() + delay)
+        if self.once_attempts is not None and self.tried[job.copy_id] >= self.once_attempts:
+            self.gave_up.add(job.copy_id)
+        jlog.warning("copy_failed_will_retry", error=str(exc), kind=kind, retry_in_s=round(delay, 1))
+
+    def _progress(self, n: int) -> None:
+        self.bytes_sent += n

@@ -1,0 +1,116 @@
+"""Reading a source file exactly once per attempt, hashing what was read, and
+noticing when the file changes underneath.
+
+Every destination reads its source through `SourceReader`, so the rules live in
+one place: the file must still be the version the journal describes when the
+read starts and when it ends, the number of bytes must match, and when the
+version's hash is already known the bytes must hash to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import AsyncIterator
+
+from .destinations.base import SourceFile
+from .errors import SourceChanged, SourceUnreadable
+from .hashing import BLOCK_SIZE, advise_sequential, new_digest
+
+
+def _signature(st: os.stat_result) -> tuple[int, int]:
+    return st.st_size, st.st_mtime_ns
+
+
+class SourceReader:
+    """Sequential, hashing reader of one `SourceFile`. Use as a context manager."""
+
+    def __init__(self, src: SourceFile, block_size: int = BLOCK_SIZE) -> None:
+        self.src = src
+        self.block_size = block_size
+        self.digest = new_digest("xxh64")
+        self.bytes_read = 0
+        self._fd = -1
+
+    def __enter__(self) -> "SourceReader":
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def open(self) -> None:
+        try:
+            self._fd = os.open(self.src.path, os.O_RDONLY)
+        except FileNotFoundError:
+            raise SourceUnreadable(f"source file disappeared: {self.src.path}") from None
+        except OSError as exc:
+            raise SourceUnreadable(f"cannot read source file {self.src.path}: {exc.strerror}") from None
+        self._check_unchanged("before reading")
+        advise_sequential(self._fd)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    @property
+    def fd(self) -> int:
+        return self._fd
+
+    def _check_unchanged(self, when: str) -> None:
+        try:
+            now = _signature(os.fstat(self._fd))
+            on_disk = _signature(os.stat(self.src.path))
+        except FileNotFoundError:
+            raise SourceChanged(f"source file was removed {when}: {self.src.path}") from None
+        expected = (self.src.size, self.src.mtime_ns)
+        if now != expected or on_disk != expected:
+            raise SourceChanged(f"source file changed {when}: {self.src.path}")
+
+    def read_block(self) -> bytes:
+        """The next block, hashed; b"" at the end."""
+        try:
+            data = os.read(self._fd, self.block_size)
+        except OSError as exc:
+            raise SourceUnreadable(f"cannot read source file {self.src.path}: {exc.strerror}") from None
+        if data:
+            self.digest.update(data)
+            self.bytes_read += len(data)
+            if self.bytes_read > self.src.size:
+                raise SourceChanged(f"source file grew while it was read: {self.src.path}")
+        return data
+
+    def skip_to(self, offset: int, hashed_prefix: bytes | None = None) -> None:
+        """Continue a resumed transfer: hash the first `offset` bytes without
+        handing them out (they are already at the destination)."""
+        while self.bytes_read < offset:
+            data = os.read(self._fd, min(self.block_size, offset - self.bytes_read))
+            if not data:
+                raise SourceChanged(f"source file shrank while it was read: {self.src.path}")
+            self.digest.update(data)
+            self.bytes_read += len(data)
+
+    def finish(self) -> str:
+        """Check the read was whole and the file unchanged; return the xxh64."""
+        if self.bytes_read != self.src.size:
+            raise SourceChanged(
+                f"source file size changed while it was read: {self.src.path} "
+                f"(expected {self.src.size} bytes, read {self.bytes_read})"
+            )
+        self._check_unchanged("while it was read")
+        xxh64 = self.digest.hexdigest()
+        if self.src.xxh64 is not None and xxh64 != self.src.xxh64:
+            raise SourceChanged(
+                f"source file no longer matches its recorded xxh64 {self.src.xxh64} "
+                f"(read {xxh64}) although size and mtime are unchanged: {self.src.path}"
+            )
+        return xxh64
+
+    async def ablocks(self) -> AsyncIterator[bytes]:
+        """Blocks read in a worker thread, for destinations whose SDK is async."""
+        while True:
+            data = await asyncio.to_thread(self.read_block)
+            if not data:
+                return
+            yield data
