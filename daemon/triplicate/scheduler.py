@@ -207,10 +207,11 @@ class DestinationRunner:
             jlog.warning("source_changed", error="two reads of the same version gave different hashes")
             self.on_source_changed(job)
             return
-        rate = receipt.bytes_sent / seconds / 1e6 if seconds > 0 and receipt.bytes_sent else None
         event = "copy_already_present" if receipt.skipped else "copy_verified"
-        jlog.info(event, size=receipt.size, xxh64=receipt.xxh64, seconds=round(seconds, 3),
-                  mb_per_s=None if rate is None else round(rate, 1))
+        fields: dict[str, Any] = {"size": receipt.size, "xxh64": receipt.xxh64, "seconds": round(seconds, 3)}
+        if receipt.bytes_sent >= 1_000_000 and seconds > 0:
+            fields["mb_per_s"] = round(receipt.bytes_sent / seconds / 1e6, 1)
+        jlog.info(event, **fields)
         self.on_verified(job)
 
     def _retry_later(self, job: CopyJob, exc: Exception, kind: str, jlog: Any) -> None:

@@ -104,10 +104,13 @@ class Settler:
     def offloads(self) -> set[str]:
         return {nfc(p).split("/", 1)[0] for p in self.candidates}
 
-    def touch(self, disk_path: str, now: float) -> None:
+    def touch(self, disk_path: str, now: float, st: os.stat_result | None = None) -> None:
+        """A sighting; with the stat of a scan, an old file is confirmed by one
+        more look a tick later instead of a whole settle period."""
         cand = self.candidates.get(disk_path)
         if cand is None:
-            self.candidates[disk_path] = _Candidate((-1, -1, -1), now, now)
+            sig = (st.st_size, st.st_mtime_ns, st.st_ctime_ns) if st is not None else (-1, -1, -1)
+            self.candidates[disk_path] = _Candidate(sig, now, now + min(self.settle, TICK_SECONDS))
         else:
             cand.due = min(cand.due, now)
 
@@ -212,7 +215,7 @@ class WatchFolder:
             return
         if st is not None and self.known.get(relpath) == (st.st_size, st.st_mtime_ns):
             return
-        self.settler.touch(disk_path, time.monotonic())
+        self.settler.touch(disk_path, time.monotonic(), st)
 
     def scan(self, below: str = "") -> int:
         """Walk the tree and queue what is new or changed; returns files seen."""

@@ -1,0 +1,215 @@
+"""The real daemon process, local destinations, the issue's hard cases."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+import unicodedata
+from pathlib import Path
+
+import pytest
+import xxhash
+
+from tests.harness import ASCMHL_DEBUG, log_events, make_setup, stop, tree_files, wait_for, write_file
+from tests.mhl_tools import assert_valid
+
+OLD = time.time() - 3600  # files that finished arriving an hour ago
+
+
+def xxh(data: bytes) -> str:
+    return xxhash.xxh64_hexdigest(data)
+
+
+def assert_mhl_history_valid(card_copy: Path) -> None:
+    history = card_copy / "ascmhl"
+    files = sorted(history.iterdir())
+    assert any(f.name == "ascmhl_chain.xml" for f in files)
+    for f in files:
+        assert_valid(f"{card_copy.name}/ascmhl/{f.name}", f.read_bytes())
+    done = subprocess.run([ASCMHL_DEBUG, "verify", str(card_copy)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_offload_reaches_every_destination_verified(tmp_path: Path) -> None:
+    setup = make_setup(tmp_path)
+    nfc_name = unicodedata.normalize("NFC", "Café")
+    nfd_name = unicodedata.normalize("NFD", "Jose\u0301 take 2")
+    content = {
+        "A001_CARD/CLIPS/A001C001.mov": os.urandom(3_000_000),
+        "A001_CARD/CLIPS/deep/er/nested/A001C002.mov": os.urandom(70_000),
+        "A001_CARD/empty.bin": b"",
+        f"A001_CARD/{nfc_name} crème/clip 1.mov": os.urandom(1000),
+        f"A001_CARD/{nfd_name}.mov": os.urandom(1000),
+        "A001_CARD/🎬 emoji ✨.txt": b"slate",
+        "loose_file.wav": os.urandom(5000),
+        "A001_CARD/.DS_Store": b"finder junk",
+    }
+    for rel, data in content.items():
+        write_file(setup.watch / rel, data, mtime=OLD)
+
+    done = setup.run_once()
+    assert done.returncode == 0, done.stderr
+
+    expected = {unicodedata.normalize("NFC", k): v for k, v in content.items() if ".DS_Store" not in k}
+    for name, root in setup.destinations.items():
+        found = {unicodedata.normalize("NFC", k): v for k, v in tree_files(root).items()}
+        assert found == expected, f"{name} holds other files than the source"
+        clip = root / "A001_CARD/CLIPS/A001C001.mov"
+        assert clip.stat().st_mtime == pytest.approx(OLD, abs=1), "mtime is preserved"
+        assert_mhl_history_valid(root / "A001_CARD")
+
+    status = setup.status()
+    card = next(o for o in status["offloads"] if o["name"] == "A001_CARD")
+    assert card["files"] == 6 and card["verified_files"] == 6 and card["failed_files"] == 0
+    assert (card["copies"], card["media_types"], card["offsite_copies"], card["rule_321_met"]) == (3, 3, 1, True)
+    by_path = {f["path"]: f for f in status["files"]}
+    clip = by_path["A001_CARD/CLIPS/A001C001.mov"]
+    assert clip["xxh64"] == xxh(content["A001_CARD/CLIPS/A001C001.mov"])
+    assert clip["destinations"] == {"nearline": "verified", "offsite": "verified"}
+    assert f"A001_CARD/{unicodedata.normalize('NFC', nfd_name)}.mov" in by_path, "keys are NFC"
+    assert by_path["loose_file.wav"]["destinations"] == {"nearline": "verified", "offsite": "verified"}
+
+
+def test_second_run_sends_nothing_and_adds_no_generation(tmp_path: Path) -> None:
+    setup = make_setup(tmp_path)
+    write_file(setup.watch / "A002/clip.mov", os.urandom(10_000), mtime=OLD)
+    assert setup.run_once().returncode == 0
+    again = setup.run_once()
+    assert again.returncode == 0
+    assert not [e for e in log_events(again.stderr) if e["event"] == "copy_verified"]
+    assert len(list((setup.destinations["nearline"] / "A002/ascmhl").glob("*.mhl"))) == 1
+
+
+def test_a_200_mb_file(tmp_path: Path) -> None:
+    setup = make_setup(tmp_path, destinations={"nearline": 'media = "raid"'})
+    big = setup.watch / "A003/big.mov"
+    big.parent.mkdir(parents=True)
+    digest = xxhash.xxh64()
+    with open(big, "wb") as fh:
+        for i in range(200):
+            block = os.urandom(1 << 20)
+            digest.update(block)
+            fh.write(block)
+    os.utime(big, (OLD, OLD))
+    done = setup.run_once()
+    assert done.returncode == 0, done.stderr
+    copy = setup.destinations["nearline"] / "A003/big.mov"
+    assert xxhash.xxh64(copy.read_bytes()).hexdigest() == digest.hexdigest()
+    assert setup.status()["files"][0]["xxh64"] == digest.hexdigest()
+
+
+def test_growing_file_is_copied_only_when_complete(tmp_path: Path) -> None:
+    setup = make_setup(tmp_path, settle=1.5, destinations={"nearline": 'media = "raid"'})
+    growing = setup.watch / "A004/growing.mov"
+    growing.parent.mkdir(parents=True)
+    daemon = setup.start()
+    try:
+        chunks = [os.urandom(100_000) for _ in range(8)]
+        with open(growing, "wb") as fh:
+            for chunk in chunks:  # an offload tool still writing
+                fh.write(chunk)
+                fh.flush()
+                time.sleep(0.3)
+        wait_for(lambda: (setup.destinations["nearline"] / "A004/growing.mov").exists(), 30, "the copy")
+        wait_for(lambda: setup.status()["files"][0]["destinations"]["nearline"] == "verified", 15, "verified")
+    finally:
+        out = stop(daemon)
+    assert (setup.destinations["nearline"] / "A004/growing.mov").read_bytes() == b"".join(chunks)
+    verified = [e for e in log_events(out) if e["event"] == "copy_verified"]
+    assert len(verified) == 1, "no partial version was ever copied"
+
+
+def test_folder_dropped_into_running_daemon(tmp_path: Path) -> None:
+    setup = make_setup(tmp_path, settle=0.5)
+    staging = tmp_path / "staging/B001"
+    for i in range(5):
+        write_file(staging / f"CLIPS/B001C00{i}.mov", os.urandom(20_000), mtime=OLD)
+    daemon = setup.start()
+    try:
+        wait_for(lambda: (setup.root / "state/journal.db").exists(), 10, "the journal")
+        started = time.monotonic()
+        shutil.move(str(staging), str(setup.watch / "B001"))  # arrives whole: one event for the folder
+        wait_for(lambda: all(
+            (root / "B001/ascmhl/ascmhl_chain.xml").exists() for root in setup.destinations.values()
+        ), 30, "both destinations to hold B001 with its history")
+        elapsed = time.monotonic() - started
+    finally:
+        out = stop(daemon)
+    print(f"folder dropped -> verified at both destinations with MHL in {elapsed:.2f} s")
+    assert elapsed < 10
+    events = log_events(out)
+    assert any(e["event"] == "daemon_stopped" for e in events), "SIGTERM stops it gracefully"
+    for e in events:
+        if e["event"] == "copy_verified":
+            assert {"offload", "file", "destination"} <= set(e), "every transfer line names offload, file, destination"
+
+
+def test_file_changed_after_copy_becomes_a_new_version(tmp_path: Path) -> None:
+    setup = make_setup(tmp_path, destinations={"nearline": 'media = "raid"'})
+    clip = write_file(setup.watch / "A005/clip.mov", b"take one" * 1000, mtime=OLD)
+    assert setup.run_once().returncode == 0
+    write_file(clip, b"take two, longer" * 1000, mtime=OLD + 60)
+    assert setup.run_once().returncode == 0
+    assert (setup.destinations["nearline"] / "A005/clip.mov").read_bytes() == b"take two, longer" * 1000
+    assert setup.status()["files"][0]["xxh64"] == xxh(b"take two, longer" * 1000)
+    assert len(list((setup.destinations["nearline"] / "A005/ascmhl").glob("*.mhl"))) == 2
+
+
+def test_unreadable_source_fails_that_file_only(tmp_path: Path) -> None:
+    setup = make_setup(tmp_path, destinations={"nearline": 'media = "raid"'})
+    write_file(setup.watch / "A006/ok.mov", b"fine" * 100, mtime=OLD)
+    write_file(setup.watch / "A006/locked.mov", b"locked" * 100, mtime=OLD).chmod(0)
+    done = setup.run_once(bound_by_permissions=True)
+    assert done.returncode == 1, "a file that could not be copied makes the run fail"
+    assert (setup.destinations["nearline"] / "A006/ok.mov").read_bytes() == b"fine" * 100
+    assert not (setup.destinations["nearline"] / "A006/locked.mov").exists()
+    by_path = {f["path"]: f for f in setup.status()["files"]}
+    assert by_path["A006/locked.mov"]["destinations"]["nearline"] == "failed"
+    assert "Permission denied" in by_path["A006/locked.mov"]["errors"]["nearline"]
+    assert by_path["A006/ok.mov"]["destinations"]["nearline"] == "verified"
+    assert "Traceback" not in done.stderr
+
+
+def test_read_only_destination_keeps_rows_pending(tmp_path: Path) -> None:
+    setup = make_setup(tmp_path)
+    write_file(setup.watch / "A007/clip.mov", b"x" * 5000, mtime=OLD)
+    locked = setup.destinations["offsite"]
+    locked.chmod(0o555)
+    done = setup.run_once(bound_by_permissions=True)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    [row] = setup.status()["files"]
+    assert row["destinations"] == {"nearline": "verified", "offsite": "pending"}
+    assert "not writable" in row["errors"]["offsite"]
+    locked.chmod(0o755)  # the operator fixes the mount
+    assert setup.run_once(bound_by_permissions=True).returncode == 0
+    assert (locked / "A007/clip.mov").read_bytes() == b"x" * 5000
+
+
+def test_missing_watch_folder_is_exit_2(tmp_path: Path) -> None:
+    setup = make_setup(tmp_path)
+    shutil.rmtree(setup.watch)
+    done = setup.run_once()
+    assert done.returncode == 2
+    assert "does not exist" in done.stderr and "watch[0].path" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_check_config(tmp_path: Path) -> None:
+    setup = make_setup(tmp_path)
+    ok = setup.cli("check-config", str(setup.config))
+    assert ok.returncode == 0, ok.stderr
+    setup.config.write_text(setup.config.read_text().replace('type = "local"', 'type = "local"\nbogus = 1', 1))
+    bad = setup.cli("check-config", str(setup.config))
+    assert bad.returncode == 2
+    assert "bogus is not a known setting" in bad.stderr and str(setup.config) in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
+def test_hash_command_matches_xxhsum_format(tmp_path: Path) -> None:
+    setup = make_setup(tmp_path)
+    f = write_file(tmp_path / "f.bin", b"hello")
+    done = setup.cli("hash", str(f))
+    assert done.stdout == f"26c7827d889f6da3  {f}\n"

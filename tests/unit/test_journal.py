@@ -1,0 +1,92 @@
+from pathlib import Path
+
+import pytest
+
+from triplicate.errors import JournalError
+from triplicate.journal import Journal, SeenFile
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Journal:
+    j = Journal(tmp_path / "state" / "journal.db")
+    yield j
+    j.close()
+
+
+def seen(relpath: str, size: int = 10, mtime_ns: int = 1) -> SeenFile:
+    return SeenFile("/watch", relpath, size, mtime_ns)
+
+
+def test_wal_mode(journal: Journal) -> None:
+    assert journal.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_ingest_creates_one_copy_per_destination(journal: Journal) -> None:
+    assert len(journal.ingest([seen("A001/a.mov"), seen("A001/b.mov")], ["nearline", "cloud"])) == 2
+    assert journal.copy_state_counts() == {"pending": 4}
+
+
+def test_same_version_is_not_ingested_twice(journal: Journal) -> None:
+    journal.ingest([seen("A001/a.mov")], ["nearline"])
+    assert journal.ingest([seen("A001/a.mov")], ["nearline"]) == []
+    assert journal.copy_state_counts() == {"pending": 1}
+
+
+def test_new_version_supersedes_unfinished_copies(journal: Journal) -> None:
+    journal.ingest([seen("A001/a.mov", size=10)], ["nearline"])
+    journal.ingest([seen("A001/a.mov", size=20)], ["nearline"])
+    assert journal.copy_state_counts() == {"pending": 1}
+    job = journal.claim_id(journal.due_ids("nearline", now=1e12)[0])
+    assert job is not None and job.size == 20
+
+
+def test_claim_counts_attempt_first_and_crash_recovery_resumes(journal: Journal, tmp_path: Path) -> None:
+    journal.ingest([seen("A001/a.mov")], ["nearline"])
+    job = journal.claim_id(journal.due_ids("nearline", now=1e12)[0])
+    assert job is not None and job.attempts == 1
+    assert journal.claim_id(job.copy_id) is None, "a claimed row cannot be claimed twice"
+    journal.close()
+    reopened = Journal(tmp_path / "state" / "journal.db")  # as after a crash
+    assert reopened.recover() == 1
+    again = reopened.claim_id(reopened.due_ids("nearline", now=1e12)[0])
+    assert again is not None and again.attempts == 2
+    reopened.close()
+
+
+def test_verified_records_hash_once(journal: Journal) -> None:
+    journal.ingest([seen("A001/a.mov")], ["nearline", "cloud"])
+    a = journal.claim_id(journal.due_ids("nearline", 1e12)[0])
+    b = journal.claim_id(journal.due_ids("cloud", 1e12)[0])
+    assert a and b
+    assert journal.record_verified(a, "1111111111111111", 10)
+    assert not journal.record_verified(b, "2222222222222222", 10), "a second read with another hash must not verify"
+    assert journal.copy_state_counts() == {"verified": 1, "transferring": 1}
+
+
+def test_retry_backoff_and_failed(journal: Journal) -> None:
+    journal.ingest([seen("A001/a.mov"), seen("A001/b.mov")], ["nearline"])
+    ids = journal.due_ids("nearline", 1e12, limit=2)
+    a, b = journal.claim_id(ids[0]), journal.claim_id(ids[1])
+    assert a and b
+    journal.record_retry(a.copy_id, "disk full", "transient", next_attempt_at=2e12)
+    journal.record_failed(b.copy_id, "permission denied")
+    assert journal.due_ids("nearline", 1e12) == []
+    assert journal.next_due("nearline") == 2e12
+    assert journal.retry("nearline") == 2
+    assert len(journal.due_ids("nearline", 0, limit=5)) == 2
+
+
+def test_resume_state_round_trip(journal: Journal) -> None:
+    journal.ingest([seen("A001/a.mov")], ["s3"])
+    copy_id = journal.due_ids("s3", 1e12)[0]
+    journal.save_resume(copy_id, {"upload_id": "u1", "parts": [[1, "etag"]]})
+    assert journal.load_resume(copy_id) == {"upload_id": "u1", "parts": [[1, "etag"]]}
+
+
+def test_damaged_journal_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "journal.db"
+    path.write_bytes(b"this is not sqlite at all" * 100)
+    with pytest.raises(JournalError) as info:
+        Journal(path)
+    assert str(path) in str(info.value) and "move it aside" in str(info.value)
+    assert path.read_bytes().startswith(b"this is not sqlite"), "a damaged journal is never replaced silently"
