@@ -10,6 +10,8 @@ need_apt=()
 command -v ssh-keygen >/dev/null || need_apt+=(openssh-client)
 command -v xxhsum >/dev/null || need_apt+=(xxhash)
 command -v systemd-analyze >/dev/null || need_apt+=(systemd)
+command -v git >/dev/null || need_apt+=(git)
+command -v setpriv >/dev/null || need_apt+=(util-linux)
 if [ ${#need_apt[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
