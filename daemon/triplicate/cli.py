@@ -117,6 +117,33 @@ def cmd_retry(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .audit import audit
+    from .destinations import registry
+    from .journal import Journal
+    from .logs import configure
+
+    config = _load(args)
+    configure(config.daemon.log_format, config.daemon.log_level)
+    names = [d.name for d in config.destination]
+    if args.destination and args.destination not in names:
+        _fail([f"no destination named {args.destination!r} in {config.source_file}; defined: {', '.join(names)}"])
+    journal = Journal(config.daemon.journal_path())
+    code = EXIT_OK
+    try:
+        for dest_config in config.destination:
+            if args.destination and dest_config.name != args.destination:
+                continue
+            result = asyncio.run(audit(journal, registry.create(dest_config), args.sample, args.offload))
+            print(f"{result.destination}: {result.checked} copies match, {len(result.bad)} bad (queued to be sent again), "
+                  f"{len(result.unreachable)} unreachable")
+            if result.bad or result.unreachable:
+                code = EXIT_FAILED
+    finally:
+        journal.close()
+    return code
+
+
 # ---- parser -------------------------------------------------------------------------
 
 
@@ -146,6 +173,10 @@ def build_parser() -> argparse.ArgumentParser:
     retry = add("retry", cmd_retry, "queue failed and waiting copies to be tried again now")
     retry.add_argument("--destination", help="only this destination")
     retry.add_argument("--offload", help="only this offload")
+    verify = add("verify", cmd_verify, "re-read verified copies at the destinations; bad ones are queued to be sent again")
+    verify.add_argument("--destination", help="only this destination")
+    verify.add_argument("--offload", help="only this offload")
+    verify.add_argument("--sample", type=int, help="check this many copies chosen at random, not all")
     return parser
 
 

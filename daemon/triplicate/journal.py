@@ -336,6 +336,28 @@ class Journal:
         with self._tx():
             return self.db.execute(sql, args).rowcount
 
+    def verified_copies(self, destination: str, offload: str | None = None) -> list[tuple[int, str, int, str]]:
+        """(copy id, key, size, xxh64) of every verified copy of a current version."""
+        sql = (
+            "SELECT c.id, f.relpath, f.size, f.xxh64 FROM copies c JOIN files f ON f.id = c.file_id "
+            "JOIN offloads o ON o.id = f.offload_id "
+            "WHERE c.destination = ? AND c.state = 'verified' AND f.current = 1"
+        )
+        args: tuple[Any, ...] = (destination,)
+        if offload is not None:
+            sql += " AND o.name = ?"
+            args += (offload,)
+        return [tuple(r) for r in self.db.execute(sql + " ORDER BY f.relpath", args)]  # type: ignore[misc]
+
+    def requeue(self, copy_id: int, error: str) -> None:
+        """A verified copy turned out bad: send it again."""
+        with self._tx():
+            self.db.execute(
+                "UPDATE copies SET state = 'pending', verified_at = NULL, last_error = ?, error_kind = 'transient', "
+                "next_attempt_at = 0, updated_at = ? WHERE id = ?",
+                (error, time.time(), copy_id),
+            )
+
     # ---- resume state --------------------------------------------------------
 
     def load_resume(self, copy_id: int) -> dict[str, Any] | None:

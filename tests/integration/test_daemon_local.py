@@ -213,3 +213,26 @@ def test_hash_command_matches_xxhsum_format(tmp_path: Path) -> None:
     f = write_file(tmp_path / "f.bin", b"hello")
     done = setup.cli("hash", str(f))
     assert done.stdout == f"26c7827d889f6da3  {f}\n"
+
+
+def test_verify_finds_a_flipped_byte_and_the_next_run_repairs_it(tmp_path: Path) -> None:
+    setup = make_setup(tmp_path)
+    data = os.urandom(100_000)
+    write_file(setup.watch / "A008/clip.mov", data, mtime=OLD)
+    write_file(setup.watch / "A008/other.mov", b"fine" * 10, mtime=OLD)
+    assert setup.run_once().returncode == 0
+    copy = setup.destinations["offsite"] / "A008/clip.mov"
+    with open(copy, "r+b") as fh:  # bit rot after verification
+        fh.seek(5000)
+        byte = fh.read(1)
+        fh.seek(5000)
+        fh.write(bytes([byte[0] ^ 1]))
+    clean = setup.cli("verify", "--destination", "nearline")
+    assert clean.returncode == 0 and "2 copies match, 0 bad" in clean.stdout
+    found = setup.cli("verify", "--destination", "offsite")
+    assert found.returncode == 1 and "1 copies match, 1 bad" in found.stdout
+    by_path = {f["path"]: f for f in setup.status()["files"]}
+    assert by_path["A008/clip.mov"]["destinations"]["offsite"] == "pending"
+    assert setup.run_once().returncode == 0
+    assert copy.read_bytes() == data
+    assert setup.cli("verify").returncode == 0
