@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 TRIPLICATE = str(Path(sys.executable).parent / "triplicate")
-ASCMHL_DEBUG = str(Path(sys.executable).parent / "ascmhl-debug")
 
 
 @dataclass

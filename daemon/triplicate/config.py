@@ -20,7 +20,7 @@ from .fields import ConfigPath
 
 DEFAULT_EXCLUDE = [
     ".DS_Store", "._*", ".Spotlight-V100", ".Trashes", ".fseventsd", ".TemporaryItems",
-    "Thumbs.db", "desktop.ini", "*.tmp", "*.part", "*.partial", "*.crdownload", ".~lock.*",
+    "Icon\r", "Thumbs.db", "desktop.ini", "*.tmp", "*.part", "*.partial", "*.crdownload", ".~lock.*",
 ]
 
 

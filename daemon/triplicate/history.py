@@ -29,7 +29,7 @@ import asyncio
 import dataclasses
 import pathlib
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from . import mhl
 from .destinations.base import Destination, check_key
@@ -74,15 +74,18 @@ async def write_generation(
     generation of the history at "<offload>/ascmhl/".
 
     `upstream` is the source offload's own `ascmhl/` folder, if it has one.
-    Each file's action comes from the history: "verified" when the first xxh64
-    recorded for its path matches, "failed" when it does not, "original" when
-    no xxh64 was recorded (also when only other formats such as md5 were:
-    ascmhl-debug verify checks those against the first "original" entry).
+    Each file's action (the one in `files` is ignored) comes from the history:
+    "verified" when the first xxh64 recorded for its path matches, "failed"
+    when it does not, "original" when no xxh64 was recorded (also when only
+    other formats such as md5 were) or when no hash of the path is marked
+    original (ascmhl-debug verify needs one).
     Raises HistoryError / HistoryConflict (permanent) and TransientError.
     """
     if not files:
-        raise ValueError("a generation needs at least one file (ascmhl-debug verify rejects empty ones)")
-    now = now or datetime.now(timezone.utc)
+        raise ValueError(
+            "a generation needs at least one file (ascmhl-debug verify rejects empty ones)"
+        )
+    now = now or datetime.now(UTC)
     prefix = f"{check_key(offload)}/{mhl.FOLDER}"
     history = await _read_destination(dest, prefix)
     copied: tuple[str, ...] = ()
@@ -103,14 +106,19 @@ async def write_generation(
 
 
 def _action(f: mhl.MhlFile, earlier: list[mhl.Manifest]) -> str:
-    # Like ascmhl, compare with the first hash of this format ever recorded,
-    # not the latest, so one bad generation cannot become the reference.
-    for manifest in earlier:
-        listed = manifest.files.get(f.path)
-        entry = listed.hash("xxh64") if listed else None
-        if entry is not None:
-            return "verified" if entry.value == f.xxh64 else "failed"
-    return "original"
+    listed = [m.files[f.path] for m in earlier if f.path in m.files]
+    # ascmhl's rule: "original" until some generation holds an original hash
+    # of the path (in any format); ascmhl-debug verify checks only those.
+    if not any(h.action == "original" for entry in listed for h in entry.hashes):
+        return "original"
+    # Compare with the first xxh64 ever recorded, not the latest, so one bad
+    # generation cannot become the reference. None: only other formats (md5,
+    # ...) were recorded, which triplicate does not compute, so it cannot
+    # claim "verified"; verify keeps checking the file against those.
+    first = next((h for entry in listed if (h := entry.hash("xxh64"))), None)
+    if first is None:
+        return "original"
+    return "verified" if first.value == f.xxh64 else "failed"
 
 
 def _next_number(chain: list[mhl.ChainEntry]) -> int:
@@ -195,7 +203,9 @@ def _read_upstream(folder: pathlib.Path) -> _History:
             raise HistoryError(f"{folder} holds ASC MHL manifests but no {mhl.CHAIN_FILE}")
         return _History([], {})
     chain = _parse_chain(raw, str(folder))
-    return _History(chain, _checked(chain, [_read_local(folder / e.path) for e in chain], str(folder)))
+    return _History(
+        chain, _checked(chain, [_read_local(folder / e.path) for e in chain], str(folder))
+    )
 
 
 def _read_local(path: pathlib.Path) -> bytes | None:
@@ -210,13 +220,17 @@ def _read_local(path: pathlib.Path) -> bytes | None:
 # ----------------------------------------------------------------- parsing
 
 
-def _checked(chain: list[mhl.ChainEntry], blobs: list[bytes | None], where: str) -> dict[str, bytes]:
+def _checked(
+    chain: list[mhl.ChainEntry], blobs: list[bytes | None], where: str
+) -> dict[str, bytes]:
     manifests: dict[str, bytes] = {}
     for entry, data in zip(chain, blobs):
         if data is None:
             raise HistoryError(f"{where}: {entry.path} is listed in {mhl.CHAIN_FILE} but missing")
         if mhl.c4id(data) != entry.c4:
-            raise HistoryError(f"{where}: {entry.path} was modified after it was recorded in {mhl.CHAIN_FILE}")
+            raise HistoryError(
+                f"{where}: {entry.path} was modified after it was recorded in {mhl.CHAIN_FILE}"
+            )
         manifests[entry.path] = data
     return manifests
 
@@ -228,7 +242,9 @@ def _parse_chain(data: bytes, where: str) -> list[mhl.ChainEntry]:
         raise HistoryError(f"{where}/{mhl.CHAIN_FILE} cannot be read: {e}") from e
     numbers = [e.sequence for e in chain]
     if len(set(numbers)) != len(numbers) or any(not _plain_name(e.path) for e in chain):
-        raise HistoryError(f"{where}/{mhl.CHAIN_FILE} repeats a generation number or names a file outside the folder")
+        raise HistoryError(
+            f"{where}/{mhl.CHAIN_FILE} repeats a generation number or names a file outside the folder"
+        )
     return sorted(chain, key=lambda e: e.sequence)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import time
 import unicodedata
 from pathlib import Path
@@ -12,8 +11,8 @@ from pathlib import Path
 import pytest
 import xxhash
 
-from tests.harness import ASCMHL_DEBUG, log_events, make_setup, stop, tree_files, wait_for, write_file
-from tests.mhl_tools import assert_valid
+from tests.harness import log_events, make_setup, stop, tree_files, wait_for, write_file
+from tests.mhl_tools import assert_ok, assert_valid, verify
 
 OLD = time.time() - 3600  # files that finished arriving an hour ago
 
@@ -28,8 +27,7 @@ def assert_mhl_history_valid(card_copy: Path) -> None:
     assert any(f.name == "ascmhl_chain.xml" for f in files)
     for f in files:
         assert_valid(f"{card_copy.name}/ascmhl/{f.name}", f.read_bytes())
-    done = subprocess.run([ASCMHL_DEBUG, "verify", str(card_copy)], capture_output=True, text=True)
-    assert done.returncode == 0, done.stdout + done.stderr
+    assert_ok(verify(card_copy))
 
 
 def test_offload_reaches_every_destination_verified(tmp_path: Path) -> None:
