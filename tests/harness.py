@@ -59,8 +59,8 @@ def make_setup(
     extra_watch: str = "",
     extra_daemon: str = "",
 ) -> Setup:
-    """A watch folder and local destinations; `destinations` maps a name to
-    extra TOML lines for it (media/offsite)."""
+    """A watch folder and destinations; `destinations` maps a name to its TOML
+    lines: without a `type`, a local folder named after it with those options."""
     destinations = destinations or {
         "nearline": 'media = "raid"',
         "offsite": 'media = "nas"\noffsite = true',
@@ -75,10 +75,13 @@ def make_setup(
     ]
     setup = Setup(root, watch, root / "triplicate.toml")
     for name, options in destinations.items():
-        path = root / name
-        path.mkdir(exist_ok=True)
-        setup.destinations[name] = path
-        lines += ["[[destination]]", f'name = "{name}"', 'type = "local"', f'path = "{name}"', options]
+        lines += ["[[destination]]", f'name = "{name}"']
+        if "type =" not in options:  # a local folder next to the config
+            path = root / name
+            path.mkdir(exist_ok=True)
+            setup.destinations[name] = path
+            lines += ['type = "local"', f'path = "{name}"']
+        lines.append(options)
     setup.config.write_text("\n".join(lines) + "\n")
     return setup
 

@@ -33,6 +33,7 @@ class RetrySettings(_Strict):
     max_delay: float = Field(default=900.0, gt=0, description="Backoff cap in seconds; retries go on forever at this pace.")
     permanent_delay: float = Field(default=3600.0, gt=0, description="Seconds between retries of errors that need an operator.")
     once_attempts: int = Field(default=3, ge=1, description="Attempts per copy within one `run --once`.")
+    degraded_after: int = Field(default=5, ge=1, description="Failed copies in a row that mark a destination degraded.")
 
 
 class DaemonSettings(_Strict):

@@ -48,7 +48,10 @@ class Daemon:
         backoff = Backoff.from_settings(config.daemon.retry, once)
         attempts = config.daemon.retry.once_attempts if once else None
         self.runners = {
-            name: DestinationRunner(dest, self.journal, backoff, attempts, self._on_verified, self._on_source_changed)
+            name: DestinationRunner(
+                dest, self.journal, backoff, attempts, self._on_verified, self._on_source_changed,
+                degraded_after=config.daemon.retry.degraded_after,
+            )
             for name, dest in self.destinations.items()
         }
         self.watchers = [self._watcher(w) for w in config.watch]

@@ -407,6 +407,10 @@ class Journal:
 
     # ---- destinations ---------------------------------------------------------
 
+    def destination_state(self, name: str) -> tuple[str, str | None] | None:
+        row = self.db.execute("SELECT state, error FROM destinations WHERE name = ?", (name,)).fetchone()
+        return None if row is None else (row[0], row[1])
+
     def set_destination_state(self, name: str, state: str, error: str | None) -> None:
         with self._tx():
             self.db.execute(

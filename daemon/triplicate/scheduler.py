@@ -54,6 +54,7 @@ class DestinationRunner:
         once_attempts: int | None,
         on_verified: Callable[[CopyJob], None],
         on_source_changed: Callable[[CopyJob], None],
+        degraded_after: int = 5,
     ) -> None:
         self.dest = dest
         self.name = dest.name
@@ -66,7 +67,9 @@ class DestinationRunner:
         self.stopping = False
         self.opened = False
         self.open_failures = 0
-        self.gave_up_open = False
+        self.failures_in_a_row = 0
+        self.degraded_after = degraded_after
+        self.gave_up_destination = False
         self.paused_until = 0.0
         self.in_flight = 0
         self.tried: dict[int, int] = {}
@@ -95,7 +98,7 @@ class DestinationRunner:
         """In a one-shot run: nothing in flight and nothing left to try now."""
         if self.in_flight:
             return False
-        if self.gave_up_open:
+        if self.gave_up_destination:
             return True
         return self._claimable(time.time() + 3600) is None and self.opened
 
@@ -150,7 +153,7 @@ class DestinationRunner:
             if self.open_failures == 1:
                 self.log.error("destination_unavailable", error=str(exc))
             if self.once_attempts is not None and self.open_failures >= self.once_attempts:
-                self.gave_up_open = True
+                self.gave_up_destination = True
                 self.stopping = True
                 return False
             await self._pause(self.backoff.delay(self.open_failures))
@@ -158,8 +161,27 @@ class DestinationRunner:
         if self.open_failures:
             self.log.info("destination_available", after_failures=self.open_failures)
         self.opened, self.open_failures = True, 0
-        self.journal.set_destination_state(self.name, "up", None)
+        known = self.journal.destination_state(self.name)
+        if known is not None and known[0] == "degraded":
+            self.failures_in_a_row = self.degraded_after  # the first good copy will say it recovered
+        else:
+            self.journal.set_destination_state(self.name, "up", None)
         return True
+
+    def _count_outcome(self, error: Exception | None) -> None:
+        """Degraded after `degraded_after` failed copies in a row: one log line
+        when it happens and one when the destination recovers, not one per file."""
+        if error is None:
+            if self.failures_in_a_row >= self.degraded_after:
+                self.log.info("destination_recovered", after_failures=self.failures_in_a_row)
+                self.journal.set_destination_state(self.name, "up", None)
+            self.failures_in_a_row = 0
+            return
+        self.failures_in_a_row += 1
+        if self.failures_in_a_row == self.degraded_after:
+            self.log.error("destination_degraded", failures_in_a_row=self.failures_in_a_row, error=str(error))
+        if self.failures_in_a_row >= self.degraded_after:
+            self.journal.set_destination_state(self.name, "degraded", str(error))
 
     async def _pause(self, seconds: float) -> None:
         self.wake.clear()
@@ -190,6 +212,8 @@ class DestinationRunner:
         except PermanentError as exc:
             self._retry_later(job, exc, "permanent", jlog)
             self.paused_until = time.time() + self.backoff.permanent
+            if self.once_attempts is not None and self.failures_in_a_row >= self.once_attempts:
+                self.gave_up_destination = self.stopping = True  # it needs a person; end this run
         except (TransientError, VerificationFailed) as exc:
             self._retry_later(job, exc, "transient", jlog)
         except Exception as exc:  # a bug must cost a retry, never a file
@@ -207,6 +231,7 @@ class DestinationRunner:
             jlog.warning("source_changed", error="two reads of the same version gave different hashes")
             self.on_source_changed(job)
             return
+        self._count_outcome(None)
         event = "copy_already_present" if receipt.skipped else "copy_verified"
         fields: dict[str, Any] = {"size": receipt.size, "xxh64": receipt.xxh64, "seconds": round(seconds, 3)}
         if receipt.bytes_sent >= 1_000_000 and seconds > 0:
@@ -215,6 +240,7 @@ class DestinationRunner:
         self.on_verified(job)
 
     def _retry_later(self, job: CopyJob, exc: Exception, kind: str, jlog: Any) -> None:
+        self._count_outcome(exc)
         delay = self.backoff.permanent if kind == "permanent" else self.backoff.delay(job.attempts)
         self.journal.record_retry(job.copy_id, str(exc), kind, time.time() + delay)
         if self.once_attempts is not None and self.tried[job.copy_id] >= self.once_attempts:

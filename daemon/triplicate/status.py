@@ -47,7 +47,7 @@ class DestinationStatus(BaseModel):
     type: str
     media: str
     offsite: bool
-    state: str  # up | down | unknown
+    state: str  # up | degraded | down | unknown
     error: str | None
     backlog_files: int
     backlog_bytes: int
@@ -131,7 +131,7 @@ def _destination(config: Config, journal: Journal, dest: Any) -> DestinationStat
         "WHERE c.destination = ? AND f.current = 1 AND c.state IN ('pending', 'transferring')",
         (dest.name,),
     ).fetchone()
-    state = journal.db.execute("SELECT state, error FROM destinations WHERE name = ?", (dest.name,)).fetchone()
+    state = journal.destination_state(dest.name)
     return DestinationStatus(
         name=dest.name,
         type=dest.type,

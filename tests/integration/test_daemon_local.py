@@ -234,3 +234,24 @@ def test_verify_finds_a_flipped_byte_and_the_next_run_repairs_it(tmp_path: Path)
     assert setup.run_once().returncode == 0
     assert copy.read_bytes() == data
     assert setup.cli("verify").returncode == 0
+
+
+def test_failing_destination_is_degraded_once_not_per_file(tmp_path: Path) -> None:
+    setup = make_setup(tmp_path, extra_daemon="")
+    setup.config.write_text(setup.config.read_text().replace("[daemon.retry]", "[daemon.retry]\ndegraded_after = 2"))
+    for i in range(4):
+        write_file(setup.watch / f"A009/clip{i}.mov", os.urandom(1000), mtime=OLD)
+    setup.destinations["offsite"].chmod(0o555)
+    done = setup.run_once(bound_by_permissions=True)
+    assert done.returncode == 1
+    events = [e["event"] for e in log_events(done.stderr)]
+    assert events.count("destination_degraded") == 1
+    assert events.count("copy_verified") == 4, "nearline goes on while offsite is broken"
+    offsite = next(d for d in setup.status()["destinations"] if d["name"] == "offsite")
+    assert offsite["state"] == "degraded" and "not writable" in offsite["error"]
+    assert offsite["backlog_files"] == 4 and offsite["backlog_bytes"] == 4000
+    setup.destinations["offsite"].chmod(0o755)
+    fixed = setup.run_once(bound_by_permissions=True)
+    assert fixed.returncode == 0
+    assert [e["event"] for e in log_events(fixed.stderr)].count("destination_recovered") == 1
+    assert next(d for d in setup.status()["destinations"] if d["name"] == "offsite")["state"] == "up"
