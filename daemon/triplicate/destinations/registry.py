@@ -11,15 +11,21 @@ from typing import Annotated, Union
 
 from pydantic import Field
 
+from .azure import AzureConfig, AzureDestination
 from .base import Destination, DestinationConfig
 from .local import LocalConfig, LocalDestination
+from .s3 import S3Config, S3Destination
+from .sftp import SftpConfig, SftpDestination
 
 TYPES: dict[str, tuple[type[DestinationConfig], type]] = {
+    "azure": (AzureConfig, AzureDestination),
     "local": (LocalConfig, LocalDestination),
+    "s3": (S3Config, S3Destination),
+    "sftp": (SftpConfig, SftpDestination),
 }
 
 AnyDestinationConfig = Annotated[
-    Union[LocalConfig],
+    Union[AzureConfig, LocalConfig, S3Config, SftpConfig],
     Field(discriminator="type"),
 ]
 

@@ -1,0 +1,783 @@
+"""SFTP to another facility or an on-prem server (OpenSSH or any SFTP v3 server),
+built on asyncssh.
+
+A copy is uploaded to a hidden temporary name beside its final name
+(`.NAME.triplicate-PID-NS.tmp`), flushed with fsync@openssh.com when the server
+offers it, read back and hashed, given the source's mtime, and only then renamed
+into place, so the final name never holds a torn or unverified file.
+
+- Writes use asyncssh's pipelined writes: each chunk (`chunk_size`) goes out as
+  several write requests in flight, each of the size the server announces
+  (limits@openssh.com; OpenSSH: 255 KiB). Bigger requests break OpenSSH, whose
+  messages are capped at 256 KiB.
+- Read-back verification costs a full download of every copy. OpenSSH offers no
+  server-side hashing over SFTP: its sftp-server and internal-sftp (checked on
+  9.2) announce posix-rename, statvfs, fstatvfs, hardlink, fsync, lsetstat,
+  limits, expand-path, copy-data and users-groups-by-id, but not
+  "check-file"/"check-file-name". So the temp file is read back over SFTP
+  (pipelined like the writes) and hashed with xxh64 before the rename: each byte
+  crosses the network twice and a copy takes about upload time + download time.
+  The bytes may come from the server's page cache: this proves what the server's
+  file system returns, not what its disk holds.
+- The rename uses posix-rename@openssh.com, which replaces an existing file
+  atomically. A server without it gets remove + rename: for a moment the final
+  name is absent (never half-written), and a crash in that moment leaves only
+  the verified temp file, which the next put (resumed) renames.
+- mtime: the source's mtime is set on the copy; SFTP v3 carries whole seconds.
+  SFTP has no user metadata, so stat() reports no xxh64; an existing copy counts
+  as identical only after it is read back and hashed.
+- Resume: the resume state holds the temp path and the source version (size,
+  mtime_ns) it belongs to, saved once, before the first byte is sent. The temp
+  file's size on the server is the offset to continue from: writes go out in
+  offset order and OpenSSH handles a session's requests in order, so a killed
+  transfer leaves a contiguous prefix. The source prefix is hashed again locally
+  (SourceReader.skip_to) for the whole-file xxh64. The prefix on the server is
+  not trusted blindly: the read-back of the whole temp file catches a bad one,
+  deletes the temp file and raises VerificationFailed.
+- Connections: `connections` SSH connections with one SFTP session each, shared
+  by all transfers (SFTP multiplexes requests). A dropped connection is replaced
+  on the next request; an interrupted chunk is retried on a new connection and
+  the temp file reopened, within the same put.
+- Host keys are always checked against `known_hosts`; ~/.ssh/config and an
+  ssh-agent are not consulted, so the TOML is the whole story.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import posixpath
+import re
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterator, Literal, TypeVar
+
+import structlog
+from pydantic import Field, field_validator, model_validator
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
+
+from ..errors import PermanentError, TransientError, TriplicateError, VerificationFailed
+from ..fields import ByteSize, ConfigPath
+from ..hashing import new_digest
+from ..source import SourceReader
+from .base import (
+    DestinationConfig,
+    Progress,
+    Receipt,
+    RemoteObject,
+    ResumeState,
+    SourceFile,
+    check_key,
+)
+
+if TYPE_CHECKING:  # asyncssh takes ~0.3 s to import: only when a destination connects
+    import asyncssh
+
+log = structlog.get_logger("triplicate.sftp")
+
+T = TypeVar("T")
+TMP_MARK = ".triplicate-"
+MiB = 1024 * 1024
+KEEPALIVE_INTERVAL = 15.0  # with 3 unanswered keepalives, a silent link is declared dead after ~45 s
+TRIES = 4  # per request; the scheduler retries the whole put later with backoff
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class SftpConfig(DestinationConfig):
+    type: Literal["sftp"]
+    host: str = Field(min_length=1, description="SFTP server name or address.")
+    port: int = Field(default=22, ge=1, le=65535, description="SSH port.")
+    username: str = Field(min_length=1, description="Login name on the server.")
+    key_file: ConfigPath = Field(
+        description="Private key used to log in (OpenSSH or PEM format); relative paths start at the config file.",
+    )
+    key_passphrase_env: str | None = Field(
+        default=None,
+        description="NAME of the environment variable holding the key's passphrase (never the passphrase itself).",
+    )
+    known_hosts: ConfigPath = Field(
+        default="~/.ssh/known_hosts", validate_default=True,
+        description="known_hosts file that must hold the server's host key; unknown keys are refused.",
+    )
+    path: str = Field(min_length=1, description="Remote base folder (absolute, or relative to the login folder).")
+    connections: int = Field(
+        default=1, ge=1, le=16,
+        description="SSH connections kept open (one SFTP session each); the files in transfer share them.",
+    )
+    chunk_size: ByteSize = Field(
+        default=8 * MiB,
+        description="Bytes read and written per step (several pipelined SFTP requests); the retry and resume unit.",
+    )
+    connect_timeout: float = Field(
+        default=30.0, gt=0, le=600,
+        description="Seconds to wait for a connection: TCP, key exchange and login together.",
+    )
+    fsync: bool = Field(
+        default=True,
+        description="Ask the server to flush every copy to its disk (fsync@openssh.com) before it counts.",
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/") or "/"
+
+    @field_validator("chunk_size")
+    @classmethod
+    def _chunk_bounds(cls, value: int) -> int:
+        if not 64 * 1024 <= value <= 256 * MiB:
+            raise ValueError("chunk_size must be between 64KiB and 256MiB")
+        return value
+
+    @model_validator(mode="after")
+    def _passphrase_env_is_a_name(self) -> "SftpConfig":
+        # Checked on the model, not the field: a field error would echo the value,
+        # and someone may have pasted the passphrase itself here.
+        if self.key_passphrase_env is not None and not _ENV_NAME.match(self.key_passphrase_env):
+            raise ValueError(
+                f"destination {self.name!r}: key_passphrase_env must be the NAME of an environment variable "
+                "(letters, digits, _) that holds the passphrase, never the passphrase itself"
+            )
+        return self
+
+
+def _asyncssh() -> Any:
+    import asyncssh
+
+    return asyncssh
+
+
+def _retrying() -> AsyncRetrying:
+    """A few quick tries of one request; VerificationFailed is never retried here."""
+    return AsyncRetrying(
+        retry=retry_if_exception(lambda e: isinstance(e, TransientError) and not isinstance(e, VerificationFailed)),
+        stop=stop_after_attempt(TRIES),
+        wait=wait_exponential(multiplier=0.25, max=4.0) + wait_random(0, 0.25),
+        reraise=True,
+    )
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    ssh = _asyncssh()
+    return isinstance(exc, (OSError, TimeoutError, ssh.DisconnectError, ssh.ChannelOpenError,
+                            ssh.SFTPConnectionLost, ssh.SFTPNoConnection))
+
+
+def _os_reason(exc: OSError) -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (is sshd running on that port?)"
+    if isinstance(exc, ConnectionResetError):
+        return "connection reset"
+    return exc.strerror or str(exc)
+
+
+def _is_missing(exc: BaseException) -> bool:
+    ssh = _asyncssh()
+    return isinstance(exc, (ssh.SFTPNoSuchFile, ssh.SFTPNoSuchPath))
+
+
+class SftpDestination:
+    def __init__(self, config: SftpConfig) -> None:
+        self.config = config
+        self.name = config.name
+        self.where = f"{config.host}:{config.port}"
+        self._key: Any = None  # the loaded private key (asyncssh.SSHKey), loaded once
+        self._pool = _Pool(self._connect, config.connections)
+        self.log = log.bind(destination=self.name, server=self.where)
+
+    def _path(self, key: str) -> str:
+        return posixpath.join(self.config.path, check_key(key))
+
+    async def open(self) -> None:
+        async def check(session: _Session) -> None:
+            ssh = _asyncssh()
+            try:
+                attrs = await session.sftp.stat(self.config.path)
+            except (ssh.SFTPNoSuchFile, ssh.SFTPNoSuchPath):
+                raise PermanentError(
+                    f"destination {self.name!r}: folder {self.config.path} does not exist on {self.where}; "
+                    "create it there (mkdir -p) or fix path"
+                ) from None
+            if attrs.type != ssh.FILEXFER_TYPE_DIRECTORY:
+                raise PermanentError(
+                    f"destination {self.name!r}: {self.config.path} on {self.where} is not a folder; "
+                    "set path to a folder"
+                )
+
+        await self._call("checking the remote folder", check)
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def put(self, src: SourceFile, resume: ResumeState, progress: Progress | None = None) -> Receipt:
+        final = self._path(src.key)
+        tmp = self._resumable_temp(src, final, resume)
+        await self._makedirs(posixpath.dirname(final))
+        await self._remove_stale_temps(final, keep=tmp)
+        existing = await self._identical(final, src)
+        if existing is not None:
+            await self._discard(tmp, resume)
+            return existing
+        tmp, offset = await self._temp_and_offset(src, final, tmp, resume)
+        try:
+            xxh64 = await self._copy(src, tmp, offset, progress)
+            await self._check_copy(tmp, xxh64, src.size)
+            await self._finish(tmp, final, src.mtime_ns)
+        except VerificationFailed:
+            await self._discard(tmp, resume)
+            raise
+        except (TransientError, PermanentError):
+            raise  # the temp file stays for the next attempt to resume
+        except Exception:  # SourceChanged and the like: the temp belongs to no version
+            await self._discard(tmp, resume)
+            raise
+        resume.clear()
+        return Receipt(key=src.key, size=src.size, xxh64=xxh64, bytes_sent=src.size - offset)
+
+    def _resumable_temp(self, src: SourceFile, final: str, resume: ResumeState) -> str | None:
+        """The temp file of an interrupted put of this very version, if any."""
+        state = resume.load()
+        if not state:
+            return None
+        tmp = state.get("tmp")
+        prefix = f".{posixpath.basename(final)}{TMP_MARK}"
+        if (
+            not isinstance(tmp, str)
+            or posixpath.dirname(tmp) != posixpath.dirname(final)
+            or not posixpath.basename(tmp).startswith(prefix)
+            or (state.get("size"), state.get("mtime_ns")) != (src.size, src.mtime_ns)
+        ):
+            resume.clear()
+            return None
+        return tmp
+
+    async def _temp_and_offset(
+        self, src: SourceFile, final: str, tmp: str | None, resume: ResumeState
+    ) -> tuple[str, int]:
+        """The temp file to write and where to continue: the resumed one's size, or
+        a new name (saved for the next attempt before the first byte goes out)."""
+        offset = None if tmp is None else await self._resume_offset(tmp, src)
+        if tmp is not None and offset is not None:
+            self.log.info("sftp_resume", file=src.key, offset=offset, size=src.size)
+            return tmp, offset
+        tmp = _temp_path(final)
+        resume.save({"tmp": tmp, "size": src.size, "mtime_ns": src.mtime_ns})
+        return tmp, 0
+
+    async def _resume_offset(self, tmp: str, src: SourceFile) -> int | None:
+        """Bytes of `tmp` already on the server, or None to start over."""
+        ssh = _asyncssh()
+
+        async def size(session: _Session) -> int | None:
+            try:
+                return (await session.sftp.stat(tmp)).size or 0
+            except (ssh.SFTPNoSuchFile, ssh.SFTPNoSuchPath):
+                return None
+
+        found = await self._call(f"looking at {tmp}", size)
+        if found is not None and found > src.size:
+            await self._remove(tmp)
+            return None
+        return found
+
+    async def _identical(self, final: str, src: SourceFile) -> Receipt | None:
+        """A copy already in place with the known size and hash is kept as is
+        (SFTP has no metadata: that takes a read-back)."""
+        if src.xxh64 is None:
+            return None
+        found = await self._stat_path(final)
+        if found is None or found.size != src.size:
+            return None
+        try:
+            xxh64, length = await self._hash_remote(final)
+        except _Missing:
+            return None
+        if xxh64 != src.xxh64 or length != src.size:
+            return None
+        return Receipt(key=src.key, size=src.size, xxh64=xxh64, skipped=True)
+
+    async def _copy(self, src: SourceFile, tmp: str, offset: int, progress: Progress | None) -> str:
+        """Send the source from `offset` to `tmp`; returns the xxh64 of the whole source."""
+        with SourceReader(src, block_size=self.config.chunk_size) as reader:
+            await asyncio.to_thread(reader.skip_to, offset)
+            remote = _RemoteFile(self, tmp, "r+b" if offset else "wb")
+            try:
+                await remote.open()
+                await self._send(reader, remote, offset, progress)
+                if self.config.fsync:
+                    await remote.fsync()
+            finally:
+                await remote.close()
+            return reader.finish()
+
+    async def _send(self, reader: SourceReader, remote: _RemoteFile, offset: int, progress: Progress | None) -> None:
+        """Write blocks in order, reading the next block while the current one is sent."""
+        pending = asyncio.ensure_future(asyncio.to_thread(reader.read_block))
+        try:
+            while block := await pending:
+                pending = asyncio.ensure_future(asyncio.to_thread(reader.read_block))
+                await remote.write(block, offset)
+                offset += len(block)
+                if progress:
+                    progress(len(block))
+        finally:
+            # The reader's file descriptor must outlive a read still running in its thread.
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(pending)
+
+    async def _check_copy(self, path: str, xxh64: str, size: int) -> None:
+        try:
+            copied, length = await self._hash_remote(path)
+        except _Missing:
+            raise TransientError(
+                f"destination {self.name!r}: temporary file {path} vanished on {self.where} before it was checked; "
+                "the copy is retried"
+            ) from None
+        if length != size or copied != xxh64:
+            raise VerificationFailed(
+                f"destination {self.name!r}: copy at {path} on {self.where} read back as xxh64 {copied} "
+                f"({length} bytes), expected {xxh64} ({size} bytes); removed"
+            )
+
+    async def _finish(self, tmp: str, final: str, mtime_ns: int) -> None:
+        ssh = _asyncssh()
+
+        async def rename(session: _Session) -> None:
+            await session.sftp.utime(tmp, ns=(time.time_ns(), mtime_ns))
+            try:
+                await session.sftp.posix_rename(tmp, final)
+            except ssh.SFTPOpUnsupported:
+                await _replace_without_posix_rename(session.sftp, tmp, final)
+
+        await self._call(f"renaming {tmp} to {posixpath.basename(final)}", rename)
+
+    async def _discard(self, tmp: str | None, resume: ResumeState) -> None:
+        """Remove a temp file that must not be resumed; never hides the first error."""
+        if tmp is not None:
+            with contextlib.suppress(TriplicateError):
+                await self._remove(tmp)
+        resume.clear()
+
+    async def verify(self, key: str, xxh64: str, size: int) -> None:
+        path = self._path(key)
+        try:
+            found, length = await self._hash_remote(path)
+        except _Missing:
+            raise PermanentError(
+                f"copy missing at destination {self.name!r}: {key} ({path} on {self.where})"
+            ) from None
+        if length != size or found != xxh64:
+            raise VerificationFailed(
+                f"copy of {key} at {self.name!r} reads as xxh64 {found} ({length} bytes), "
+                f"expected {xxh64} ({size} bytes)"
+            )
+
+    async def stat(self, key: str) -> RemoteObject | None:
+        found = await self._stat_path(self._path(key))
+        return None if found is None else RemoteObject(key=key, size=found.size, mtime_ns=found.mtime_ns)
+
+    async def _stat_path(self, path: str) -> RemoteObject | None:
+        ssh = _asyncssh()
+
+        async def op(session: _Session) -> RemoteObject | None:
+            try:
+                attrs = await session.sftp.stat(path)
+            except (ssh.SFTPNoSuchFile, ssh.SFTPNoSuchPath):
+                return None
+            if attrs.type == ssh.FILEXFER_TYPE_DIRECTORY:
+                return None
+            mtime_ns = None if attrs.mtime is None else attrs.mtime * 10**9 + (attrs.mtime_ns or 0)
+            return RemoteObject(key=path, size=attrs.size or 0, mtime_ns=mtime_ns)
+
+        return await self._call(f"looking at {path}", op)
+
+    async def delete(self, key: str) -> None:
+        await self._remove(self._path(key))
+
+    async def read_bytes(self, key: str) -> bytes | None:
+        path = self._path(key)
+
+        async def op(session: _Session) -> bytes | None:
+            try:
+                async with session.sftp.open(path, "rb") as fh:
+                    return bytes(await fh.read())
+            except Exception as exc:
+                if _is_missing(exc):
+                    return None
+                raise
+
+        return await self._call(f"reading {path}", op)
+
+    async def write_bytes(self, key: str, data: bytes) -> None:
+        final = self._path(key)
+        await self._makedirs(posixpath.dirname(final))
+        await self._remove_stale_temps(final, keep=None)
+        tmp = _temp_path(final)
+        remote = _RemoteFile(self, tmp, "wb")
+        try:
+            try:
+                await remote.open()
+                await remote.write(data, 0)
+                if self.config.fsync:
+                    await remote.fsync()
+            finally:
+                await remote.close()
+            await self._finish(tmp, final, time.time_ns())
+        except Exception:  # a cancelled write leaves its temp to the next write's clean-up
+            with contextlib.suppress(TriplicateError):
+                await self._remove(tmp)
+            raise
+
+    # ---- connections and errors ------------------------------------------------
+
+    async def _connect(self) -> _Session:
+        ssh = _asyncssh()
+        key = await self._client_key()
+        self._check_known_hosts()
+        began = time.monotonic()
+        try:
+            conn = await ssh.connect(
+                self.config.host, self.config.port, username=self.config.username,
+                client_keys=[key], known_hosts=str(self.config.known_hosts),
+                config=[], agent_path=None, gss_kex=False, gss_auth=False, preferred_auth="publickey",
+                connect_timeout=self.config.connect_timeout,
+                keepalive_interval=KEEPALIVE_INTERVAL, keepalive_count_max=3,
+            )
+        except Exception as exc:
+            raise self._mapped(exc, "connecting to the server") from None
+        try:
+            sftp = await conn.start_sftp_client()
+        except Exception as exc:
+            conn.abort()
+            raise self._mapped(exc, "starting the SFTP session") from None
+        self.log.info("sftp_connected", user=self.config.username, seconds=round(time.monotonic() - began, 3))
+        return _Session(conn, sftp)
+
+    async def _client_key(self) -> Any:
+        if self._key is None:
+            self._key = await asyncio.to_thread(self._load_key)
+        return self._key
+
+    def _load_key(self) -> Any:
+        """The private key, decrypted with the passphrase from the environment.
+        Messages name the file and the variable, never the passphrase."""
+        ssh = _asyncssh()
+        path, env = self.config.key_file, self.config.key_passphrase_env
+        passphrase = None
+        if env is not None:
+            passphrase = os.environ.get(env)
+            if passphrase is None:
+                raise PermanentError(
+                    f"destination {self.name!r}: environment variable {env} (key_passphrase_env) is not set; "
+                    f"set it to the passphrase of {path} in the daemon's environment"
+                )
+        try:
+            return ssh.read_private_key(path, passphrase)
+        except FileNotFoundError:
+            raise PermanentError(
+                f"destination {self.name!r}: key file {path} does not exist; "
+                f"set key_file to the private key that may log in as {self.config.username}"
+            ) from None
+        except OSError as exc:
+            raise PermanentError(
+                f"destination {self.name!r}: cannot read key file {path} ({exc.strerror}); fix its permissions"
+            ) from None
+        except (ssh.KeyImportError, ssh.KeyEncryptionError, ValueError):
+            if env is None:
+                hint = "if it is encrypted, set key_passphrase_env to the name of a variable holding its passphrase"
+            else:
+                hint = f"check that ${env} holds its passphrase"
+            raise PermanentError(f"destination {self.name!r}: cannot load the private key {path}; {hint}") from None
+
+    def _check_known_hosts(self) -> None:
+        if not self.config.known_hosts.is_file():
+            raise PermanentError(
+                f"destination {self.name!r}: known_hosts file {self.config.known_hosts} does not exist, so the host "
+                f"key of {self.where} cannot be checked; add the key with `{self._keyscan()}` and compare its "
+                "fingerprint (ssh-keygen -lf) with the one the server's admin gives you"
+            )
+
+    def _keyscan(self) -> str:
+        return f"ssh-keyscan -p {self.config.port} {self.config.host} >> {self.config.known_hosts}"
+
+    def _known_hosts_name(self) -> str:
+        """How known_hosts spells this server: "host", or "[host]:port" off port 22."""
+        return self.config.host if self.config.port == 22 else f"[{self.config.host}]:{self.config.port}"
+
+    def _mapped(self, exc: BaseException, what: str) -> TriplicateError:
+        """One sentence in the scheduler's classes for an asyncssh/OS error."""
+        if isinstance(exc, TriplicateError):
+            return exc
+        ssh = _asyncssh()
+        where = f"destination {self.name!r}: {what} on {self.where}"
+        if isinstance(exc, ssh.HostKeyNotVerifiable):
+            return PermanentError(
+                f"destination {self.name!r}: the host key of {self.where} does not match {self.config.known_hosts} "
+                f"(unknown, or changed), so the server is not trusted; once the server's admin confirms its "
+                f"fingerprint, add it with `{self._keyscan()}` (after removing a changed one with "
+                f"`ssh-keygen -R '{self._known_hosts_name()}' -f {self.config.known_hosts}`)"
+            )
+        if isinstance(exc, ssh.PermissionDenied):
+            return PermanentError(
+                f"destination {self.name!r}: the server at {self.where} refused key {self.config.key_file} for user "
+                f"{self.config.username}; add the public key to that user's ~/.ssh/authorized_keys on the server"
+            )
+        if isinstance(exc, (ssh.KeyExchangeFailed, ssh.ProtocolNotSupported, ssh.IllegalUserName)):
+            return PermanentError(f"{where} failed: {exc.reason}; check host, port and username")
+        if isinstance(exc, ssh.SFTPPermissionDenied):
+            return PermanentError(
+                f"{where} was denied ({exc.reason}); give {self.config.username} write access to {self.config.path}"
+            )
+        if isinstance(exc, ssh.SFTPOpUnsupported):
+            return PermanentError(f"{where} is not supported by the server ({exc.reason})")
+        if isinstance(exc, (ssh.SFTPError, ssh.DisconnectError)):
+            return TransientError(f"{where} failed: {exc.reason}; retrying")
+        if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
+            return TransientError(f"{where} timed out; retrying")
+        if isinstance(exc, OSError):
+            return TransientError(f"{where} failed: {_os_reason(exc)}; retrying")
+        if isinstance(exc, ssh.ChannelOpenError):
+            return TransientError(f"{where} failed: {exc.reason}; retrying")
+        return TransientError(f"{where} failed: {type(exc).__name__}: {exc}")
+
+    async def _call(self, what: str, op: Callable[[_Session], Awaitable[T]], holder: _RemoteFile | None = None) -> T:
+        """Run one request, reconnecting and retrying a few times on transient errors."""
+        async for attempt in _retrying():
+            with attempt:
+                session = await self._pool.get(holder.session if holder else None)
+                try:
+                    return await op(session)
+                except Exception as exc:
+                    if _is_connection_error(exc):
+                        self._pool.drop(session)
+                        self.log.warning("sftp_connection_lost", during=what, error=str(self._mapped(exc, what)))
+                    raise self._mapped(exc, what) from None
+        raise AssertionError("unreachable: tenacity reraises the last error")
+
+    # ---- remote files -------------------------------------------------------------
+
+    async def _hash_remote(self, path: str) -> tuple[str, int]:
+        """xxh64 and length of a remote file, read in order with the next chunk
+        already requested while the current one is hashed. Raises _Missing."""
+        remote = _RemoteFile(self, path, "rb")
+        digest = new_digest("xxh64")
+        chunk = self.config.chunk_size
+        reads: deque[asyncio.Future[bytes]] = deque()
+        total = 0
+        try:
+            offsets = iter(range(0, await remote.open(), chunk))
+            _top_up(reads, remote, offsets, chunk)
+            while reads:
+                data = await reads.popleft()
+                _top_up(reads, remote, offsets, chunk)
+                digest.update(data)
+                total += len(data)
+                if len(data) < chunk:
+                    break  # shorter than its size said: the length will not match
+        finally:
+            for pending in reads:
+                pending.cancel()
+            await asyncio.gather(*reads, return_exceptions=True)
+            await remote.close()
+        return digest.hexdigest(), total
+
+    async def _makedirs(self, folder: str) -> None:
+        ssh = _asyncssh()
+
+        async def op(session: _Session) -> None:
+            try:
+                if (await session.sftp.stat(folder)).type == ssh.FILEXFER_TYPE_DIRECTORY:
+                    return
+            except (ssh.SFTPNoSuchFile, ssh.SFTPNoSuchPath):
+                pass
+            await session.sftp.makedirs(folder, exist_ok=True)
+
+        await self._call(f"creating folder {folder}", op)
+
+    async def _remove(self, path: str) -> None:
+        async def op(session: _Session) -> None:
+            try:
+                await session.sftp.remove(path)
+            except Exception as exc:
+                if not _is_missing(exc):
+                    raise
+
+        await self._call(f"removing {path}", op)
+
+    async def _remove_stale_temps(self, final: str, keep: str | None) -> None:
+        """Temporary files a killed process left behind for this name (except the
+        one being resumed)."""
+        folder = posixpath.dirname(final)
+        prefix = f".{posixpath.basename(final)}{TMP_MARK}".encode()
+        keep_name = None if keep is None else posixpath.basename(keep).encode()
+
+        async def names(session: _Session) -> list[bytes]:
+            # bytes: a name in the folder that is not UTF-8 must not break the listing
+            return list(await session.sftp.listdir(folder.encode()))
+
+        for name in await self._call(f"listing {folder}", names):
+            if name.startswith(prefix) and name.endswith(b".tmp") and name != keep_name:
+                stale = posixpath.join(folder, name.decode(errors="surrogateescape"))
+                await self._remove(stale)
+                self.log.info("sftp_stale_temp_removed", path=stale)
+
+
+class _Missing(TriplicateError):
+    """The remote file does not exist (turned into the caller's own message)."""
+
+
+class _RemoteFile:
+    """One open remote file. Reads and writes are retried a few times; after a
+    dropped connection the file is reopened on a fresh one (never truncated
+    again: a write is only acknowledged once it is in the file, so every byte
+    before an unacknowledged chunk is there)."""
+
+    def __init__(self, dest: SftpDestination, path: str, mode: str) -> None:
+        self.dest = dest
+        self.path = path
+        self.mode = mode
+        self.session: _Session | None = None
+        self.handle: "asyncssh.SFTPClientFile | None" = None
+
+    async def open(self) -> int:
+        """Open (or reopen) the file; returns its size."""
+        return await self.dest._call(f"opening {self.path}", self._size, holder=self)
+
+    async def _ensure(self, session: _Session) -> "asyncssh.SFTPClientFile":
+        if self.handle is None or session is not self.session:
+            try:
+                self.handle = await session.sftp.open(self.path, self.mode)
+            except Exception as exc:
+                if _is_missing(exc) and self.mode == "rb":
+                    raise _Missing(self.path) from None
+                raise
+            self.session = session
+            self.mode = self.mode.replace("w", "r+")  # reopening must keep what was written
+        return self.handle
+
+    async def _size(self, session: _Session) -> int:
+        return (await (await self._ensure(session)).stat()).size or 0
+
+    async def write(self, data: bytes, offset: int) -> None:
+        async def op(session: _Session) -> None:
+            await (await self._ensure(session)).write(data, offset)
+
+        await self.dest._call(f"writing {self.path}", op, holder=self)
+
+    async def read(self, size: int, offset: int) -> bytes:
+        async def op(session: _Session) -> bytes:
+            return bytes(await (await self._ensure(session)).read(size, offset))
+
+        return await self.dest._call(f"reading {self.path}", op, holder=self)
+
+    async def fsync(self) -> None:
+        ssh = _asyncssh()
+
+        async def op(session: _Session) -> None:
+            try:
+                await (await self._ensure(session)).fsync()
+            except ssh.SFTPOpUnsupported:
+                pass  # the server cannot flush on request; its own write-back applies
+
+        await self.dest._call(f"flushing {self.path}", op, holder=self)
+
+    async def close(self) -> None:
+        handle, self.handle = self.handle, None
+        if handle is not None and self.session is not None and not self.session.closed:
+            with contextlib.suppress(Exception):
+                await handle.close()
+
+
+@dataclass(eq=False)
+class _Session:
+    conn: "asyncssh.SSHClientConnection"
+    sftp: "asyncssh.SFTPClient"
+
+    @property
+    def closed(self) -> bool:
+        return self.conn.is_closed()
+
+    def abort(self) -> None:
+        # Its event loop may be closed already (then its socket goes with the loop's garbage).
+        with contextlib.suppress(Exception):
+            self.conn.abort()
+
+
+class _Pool:
+    """`size` SFTP sessions, each opened on first use and again after a drop.
+
+    Connections belong to the event loop that made them: when called from
+    another loop (a second asyncio.run, a test framework), the old ones are
+    abandoned and new ones made.
+    """
+
+    def __init__(self, connect: Callable[[], Awaitable[_Session]], size: int) -> None:
+        self._connect = connect
+        self._slots: list[_Session | None] = [None] * size
+        self._locks: list[asyncio.Lock] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._next = 0
+
+    def _bind_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            for session in self._slots:
+                if session is not None:
+                    session.abort()
+            self._slots = [None] * len(self._slots)
+            self._locks = [asyncio.Lock() for _ in self._slots]
+            self._loop = loop
+
+    async def get(self, prefer: _Session | None = None) -> _Session:
+        """A live session: `prefer` while it lives, else the next one round-robin."""
+        self._bind_loop()
+        if prefer is not None and not prefer.closed and prefer in self._slots:
+            return prefer
+        i = self._next
+        self._next = (i + 1) % len(self._slots)
+        async with self._locks[i]:
+            session = self._slots[i]
+            if session is None or session.closed:
+                self._slots[i] = session = await self._connect()
+        return session
+
+    def drop(self, session: _Session) -> None:
+        for i, held in enumerate(self._slots):
+            if held is session:
+                self._slots[i] = None
+        session.abort()
+
+    async def close(self) -> None:
+        slots, self._slots = self._slots, [None] * len(self._slots)
+        same_loop = self._loop is not None and self._loop is asyncio.get_running_loop()
+        for session in slots:
+            if session is None:
+                continue
+            if not same_loop:
+                session.abort()
+                continue
+            session.conn.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(session.conn.wait_closed(), 5)
+
+
+def _top_up(reads: deque[asyncio.Future[bytes]], remote: _RemoteFile, offsets: Iterator[int], chunk: int) -> None:
+    """Keep two chunk reads in flight, so the pipe stays full while one is hashed."""
+    while len(reads) < 2 and (offset := next(offsets, None)) is not None:
+        reads.append(asyncio.ensure_future(remote.read(chunk, offset)))
+
+
+async def _replace_without_posix_rename(sftp: "asyncssh.SFTPClient", tmp: str, final: str) -> None:
+    """SFTP v3's rename refuses an existing target: remove it first. Between the
+    two requests the final name is briefly absent (see the module docstring)."""
+    with contextlib.suppress(_asyncssh().SFTPNoSuchFile):
+        await sftp.remove(final)
+    await sftp.rename(tmp, final)
+
+
+def _temp_path(final: str) -> str:
+    folder, name = posixpath.split(final)
+    return posixpath.join(folder, f".{name}{TMP_MARK}{os.getpid()}-{time.time_ns()}.tmp")
+

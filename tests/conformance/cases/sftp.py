@@ -1,0 +1,76 @@
+"""SFTP against OpenSSH's sshd on 127.0.0.1 (the `sshd` session fixture).
+
+The server's files live on this machine (`sshd.root`), so the independent
+reads, the corruption and the leftover check go to the file system directly,
+around SFTP altogether.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import asyncssh
+
+from triplicate.destinations.sftp import SftpConfig, SftpDestination
+
+from .base import Case, Context
+
+CHUNK = 1024 * 1024  # small, so "3parts+7" crosses chunk boundaries without a big upload
+
+
+def config(sshd, folder: str, **overrides: object) -> SftpConfig:  # type: ignore[no-untyped-def]
+    """A destination config for the fixture's server, writing under `folder`."""
+    values: dict[str, object] = dict(
+        name="facility-b", type="sftp", host=sshd.host, port=sshd.port, username=sshd.username,
+        key_file=sshd.client_key, known_hosts=sshd.known_hosts, path=folder, chunk_size=CHUNK,
+        offsite=True, media="nas",
+    )
+    values.update(overrides)
+    return SftpConfig.model_validate(values)
+
+
+def fresh_folder(sshd) -> Path:  # type: ignore[no-untyped-def]
+    folder = Path(sshd.root) / f"t-{uuid.uuid4().hex[:12]}"
+    folder.mkdir()
+    return folder
+
+
+def unauthorized_key(tmp: Path, passphrase: str | None = None) -> Path:
+    """A fresh key pair the server has never seen."""
+    path = tmp / "stranger_ed25519"
+    asyncssh.generate_private_key("ssh-ed25519").write_private_key(
+        path, passphrase=passphrase, rounds=16, ignore_few_rounds=True)  # few bcrypt rounds: fast tests
+    return path
+
+
+async def make(ctx: Context) -> Case:
+    sshd = ctx.request.getfixturevalue("sshd")
+    root = fresh_folder(sshd)
+
+    async def read(key: str) -> bytes | None:
+        path = root / key
+        return path.read_bytes() if path.is_file() else None
+
+    async def corrupt(key: str) -> None:
+        path = root / key
+        st = path.stat()
+        with open(path, "r+b") as fh:
+            first = fh.read(1)
+            fh.seek(0)
+            fh.write(bytes([first[0] ^ 0xFF]))
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+    async def leftovers() -> list[str]:
+        return [str(p.relative_to(root)) for p in root.rglob("*") if p.name.endswith(".tmp")]
+
+    return Case(
+        dest=SftpDestination(config(sshd, str(root))),
+        read=read,
+        corrupt=corrupt,
+        missing_target=lambda: SftpDestination(config(sshd, str(root / "never-created"))),
+        bad_credentials=lambda: SftpDestination(config(sshd, str(root), key_file=unauthorized_key(ctx.tmp_path))),
+        part_size=CHUNK,
+        leftovers=leftovers,
+    )

@@ -1,0 +1,56 @@
+"""Shared fixtures. The real local servers (tests/servers.py) start when a test
+first asks for them and stop at the end of the session; one that cannot start
+fails the tests that need it. A test that stops a server (outage) must start
+it again before it ends, in a `finally`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from servers import Azurite, ManagedServer, MotoS3, SeaweedS3, Sshd
+
+_started: list[ManagedServer] = []
+
+
+def _serve(cls: type[ManagedServer]) -> Iterator[ManagedServer]:
+    server = cls()
+    try:
+        server.start()
+    except BaseException:
+        server.stop()  # keeps its dir (and log) under tests/.servers/
+        raise
+    _started.append(server)
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def seaweed() -> Iterator[SeaweedS3]:
+    """SeaweedFS S3: endpoint_url, access_key, secret_key, region (any keys work)."""
+    yield from _serve(SeaweedS3)
+
+
+@pytest.fixture(scope="session")
+def moto() -> Iterator[MotoS3]:
+    """moto S3: endpoint_url, access_key, secret_key, region; restart(), reset()."""
+    yield from _serve(MotoS3)
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[Azurite]:
+    """Azurite Blob: account_name, account_key, account_url, connection_string."""
+    yield from _serve(Azurite)
+
+
+@pytest.fixture(scope="session")
+def sshd() -> Iterator[Sshd]:
+    """OpenSSH sftp: host, port, username, client_key, known_hosts, root."""
+    yield from _serve(Sshd)
+
+
+def pytest_terminal_summary(terminalreporter):
+    for server in _started:
+        terminalreporter.write_line(f"{server.name}: " + ", ".join(
+            f"{what} {seconds:.2f}s" for what, seconds in server.timings))

@@ -1,0 +1,163 @@
+"""The S3 destination's pure parts: the part planner, the config, the checksum
+arithmetic, the error classification. No server needed."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from triplicate.config import load_config
+from triplicate.destinations.s3 import (
+    MAX_PART,
+    MAX_PARTS,
+    MIN_PART,
+    Checksum,
+    S3Config,
+    _classify_answer,
+    _Where,
+    plan_parts,
+)
+from triplicate.errors import ConfigError, PermanentError, TransientError
+
+MiB, GiB, TiB = 1024**2, 1024**3, 1024**4
+
+
+def covers(plan) -> bool:  # type: ignore[no-untyped-def]
+    """The parts tile the object exactly, all within S3's limits."""
+    spans = [plan.span(n) for n in range(1, plan.count + 1)]
+    contiguous = all(a[0] + a[1] == b[0] for a, b in zip(spans, spans[1:]))
+    sizes_ok = all(MIN_PART <= length <= MAX_PART for _, length in spans[:-1]) and spans[-1][1] <= MAX_PART
+    return spans[0][0] == 0 and contiguous and sum(s[1] for s in spans) == plan.size and sizes_ok
+
+
+def test_a_5_tib_object_is_plannable() -> None:
+    plan = plan_parts(5 * TiB, 64 * MiB)
+    assert plan.count <= MAX_PARTS and plan.part_size % MiB == 0
+    assert plan.part_size == 525 * MiB  # the smallest whole-MiB part that fits in 10,000
+    assert plan.span(plan.count)[0] + plan.span(plan.count)[1] == 5 * TiB
+    assert covers(plan)
+
+
+def test_part_size_grows_only_when_10000_parts_are_not_enough() -> None:
+    assert plan_parts(64 * MiB * MAX_PARTS, 64 * MiB).part_size == 64 * MiB
+    grown = plan_parts(64 * MiB * MAX_PARTS + 1, 64 * MiB)
+    assert grown.part_size == 65 * MiB and grown.count <= MAX_PARTS and covers(grown)
+
+
+def test_part_size_is_clamped_to_s3_limits() -> None:
+    assert plan_parts(100 * MiB, 1 * MiB).part_size == MIN_PART  # 5 MiB minimum
+    assert plan_parts(20 * GiB, 6 * GiB).part_size == MAX_PART  # 5 GiB maximum
+    smallest = plan_parts(MIN_PART + 1, MIN_PART)
+    assert (smallest.count, smallest.span(2)) == (2, (MIN_PART, 1))
+    assert covers(plan_parts(3 * MAX_PART + 7, MAX_PART))
+
+
+def test_empty_and_tiny_objects_are_one_part() -> None:
+    assert plan_parts(0, 64 * MiB).count == 1
+    assert plan_parts(1, 64 * MiB).span(1) == (0, 1)
+
+
+def test_beyond_5_tib_is_a_permanent_error() -> None:
+    with pytest.raises(PermanentError, match="5 TiB"):
+        plan_parts(5 * TiB + 1, 64 * MiB)
+
+
+def s3(**extra: object) -> S3Config:
+    return S3Config(**{"name": "offsite", "type": "s3", "bucket": "camera-originals", **extra})  # type: ignore[arg-type]
+
+
+def test_config_defaults_and_sizes_with_units() -> None:
+    config = s3(part_size="128MiB", prefix="/show/")
+    assert config.part_size == 128 * MiB and config.prefix == "show/"
+    default = s3()
+    assert (default.part_size, default.part_concurrency, default.checksum) == (64 * MiB, 4, "crc32c")
+    assert default.offsite and default.media == "cloud" and default.prefix == ""
+
+
+@pytest.mark.parametrize("bad", [{"part_size": "4MiB"}, {"part_size": "6GiB"}, {"checksum": "crc64"},
+                                 {"prefix": "a/../b"}, {"access_key_id_env": "ONLY_ONE"},
+                                 {"storage_class": "glacier"}, {"secret": "x"}])
+def test_config_refuses(bad: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        s3(**bad)
+
+
+def test_a_pasted_key_is_refused_without_being_echoed(tmp_path: Path) -> None:
+    secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+    (tmp_path / "t.toml").write_text(f"""
+[daemon]
+journal = "j.db"
+[[watch]]
+path = "watch"
+destinations = ["offsite"]
+[[destination]]
+name = "offsite"
+type = "s3"
+bucket = "camera-originals"
+access_key_id_env = "AKIAIOSFODNN7EXAMPLE"
+secret_access_key_env = "{secret}"
+""")
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path / "t.toml")
+    text = str(info.value)
+    assert "NAME of an environment variable" in text
+    assert secret not in text and "AKIAIOSFODNN7EXAMPLE" not in text
+
+
+def test_composite_checksums_follow_s3() -> None:
+    from awscrt.checksums import crc32c
+
+    parts = [b"a" * 10, b"b" * 20, b"c"]
+    for name in ("crc32c", "sha256"):
+        kind = Checksum(name)
+        digests = [kind.digest(p) for p in parts]
+        combined = kind.digest(b"".join(digests))
+        assert kind.expected(digests, multipart=True)[0] == f"{base64.b64encode(combined).decode()}-3"
+    assert Checksum("crc32c").digest(b"123456789") == (0xE3069283).to_bytes(4, "big")
+    assert crc32c(b"123456789") == 0xE3069283
+    md5 = Checksum("md5")
+    etag = hashlib.md5(b"".join(hashlib.md5(p).digest() for p in parts)).hexdigest() + "-3"
+    assert md5.expected([md5.digest(p) for p in parts], multipart=True) == [etag]
+    assert Checksum("none").expected([md5.digest(b"x")], multipart=False) == [hashlib.md5(b"x").hexdigest()]
+
+
+def test_only_crc32c_and_sha256_send_checksum_headers() -> None:
+    assert set(Checksum("crc32c").request_params(b"1234")) == {"ChecksumAlgorithm", "ChecksumCRC32C"}
+    assert Checksum("md5").request_params(b"0" * 16) == {"ContentMD5": base64.b64encode(b"0" * 16).decode()}
+    assert Checksum("none").request_params(b"0" * 16) == {} and Checksum("none").head_params() == {}
+
+
+WHERE = _Where("offsite", "camera-originals", "https://s3.eu-central-003.backblazeb2.com", "the env vars A / B")
+
+
+def answer(status: int, code: str, message: str = "") -> dict[str, object]:
+    return {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": status}}
+
+
+def test_a_b2_checksum_rejection_says_to_set_checksum_none() -> None:
+    error = _classify_answer(answer(400, "InvalidArgument", "Unsupported header 'x-amz-checksum-crc32c' received for this API call."), WHERE, "uploading x")
+    assert isinstance(error, PermanentError) and 'checksum = "none"' in str(error)
+
+
+@pytest.mark.parametrize("status,code,kind", [
+    (503, "SlowDown", TransientError), (500, "InternalError", TransientError), (429, "", TransientError),
+    (400, "RequestTimeout", TransientError), (400, "BadDigest", TransientError),
+    (403, "SignatureDoesNotMatch", PermanentError), (403, "403", PermanentError),
+    (404, "NoSuchBucket", PermanentError), (400, "InvalidArgument", PermanentError),
+])
+def test_errors_are_classified_like_rclone(status: int, code: str, kind: type) -> None:
+    error = _classify_answer(answer(status, code), WHERE, "uploading x")
+    assert type(error) is kind and "offsite" in str(error)
+
+
+def test_importing_the_module_leaves_the_sdk_unloaded() -> None:
+    """The CLI imports every destination through the registry: keep it fast."""
+    code = "import sys, triplicate.destinations.registry; print(any(m.startswith(('botocore', 'aioboto3', 'aiobotocore')) for m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
