@@ -7,7 +7,6 @@ around SFTP altogether.
 
 from __future__ import annotations
 
-import os
 import uuid
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import asyncssh
 
 from triplicate.destinations.sftp import SftpConfig, SftpDestination
 
-from .base import Case, Context
+from .base import Case, Context, FolderProbes
 
 CHUNK = 1024 * 1024  # small, so "3parts+7" crosses chunk boundaries without a big upload
 
@@ -49,28 +48,14 @@ async def make(ctx: Context) -> Case:
     sshd = ctx.request.getfixturevalue("sshd")
     root = fresh_folder(sshd)
 
-    async def read(key: str) -> bytes | None:
-        path = root / key
-        return path.read_bytes() if path.is_file() else None
-
-    async def corrupt(key: str) -> None:
-        path = root / key
-        st = path.stat()
-        with open(path, "r+b") as fh:
-            first = fh.read(1)
-            fh.seek(0)
-            fh.write(bytes([first[0] ^ 0xFF]))
-        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
-
-    async def leftovers() -> list[str]:
-        return [str(p.relative_to(root)) for p in root.rglob("*") if p.name.endswith(".tmp")]
+    probes = FolderProbes(root)
 
     return Case(
         dest=SftpDestination(config(sshd, str(root))),
-        read=read,
-        corrupt=corrupt,
+        read=probes.read,
+        corrupt=probes.corrupt,
         missing_target=lambda: SftpDestination(config(sshd, str(root / "never-created"))),
         bad_credentials=lambda: SftpDestination(config(sshd, str(root), key_file=unauthorized_key(ctx.tmp_path))),
         part_size=CHUNK,
-        leftovers=leftovers,
+        leftovers=probes.leftovers,
     )
