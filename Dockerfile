@@ -21,6 +21,11 @@
 # Cloud credentials come from the environment (--env-file: AWS_* variables, the
 # variable that the config names for an Azure connection string); SSH keys for sftp
 # destinations are mounted read-only, e.g. -v /srv/triplicate/ssh:/etc/triplicate/ssh:ro.
+# Health: the HEALTHCHECK below needs an [http] section in the config (port 9321 by
+# default); to let Prometheus scrape /metrics from outside, set host = "0.0.0.0",
+# publish the port (-p 127.0.0.1:9321:9321) and set token_env. Reload the config:
+# docker kill -s HUP triplicate. Status: docker exec triplicate triplicate \
+#   --config /etc/triplicate/triplicate.toml status
 # Compose: stop_grace_period: 120s. Other commands:
 #   docker run --rm -v ...:/etc/triplicate/triplicate.toml:ro triplicate \
 #     triplicate check-config /etc/triplicate/triplicate.toml
@@ -55,4 +60,9 @@ USER ${TRIPLICATE_UID}:${TRIPLICATE_GID}
 WORKDIR /var/lib/triplicate
 VOLUME ["/var/lib/triplicate"]
 STOPSIGNAL SIGTERM
+# Asks /healthz on the [http] endpoint the config must enable (127.0.0.1 suffices:
+# the check runs inside the container). Start period: the first scan of big watch
+# folders takes a while before the endpoint opens.
+HEALTHCHECK --interval=30s --timeout=10s --start-period=5m --retries=3 \
+  CMD ["triplicate", "--config", "/etc/triplicate/triplicate.toml", "healthcheck"]
 CMD ["triplicate", "--config", "/etc/triplicate/triplicate.toml", "run"]

@@ -123,9 +123,10 @@ def write_file(path: Path, data: bytes, mtime: float | None = None) -> Path:
 
 
 def tree_files(root: Path) -> dict[str, bytes]:
-    """Every regular file under root by relative POSIX path (MHL folders apart)."""
+    """Every regular file under root by relative POSIX path (MHL folders and
+    the chain-of-custody reports triplicate writes beside the media apart)."""
     return {
         p.relative_to(root).as_posix(): p.read_bytes()
         for p in root.rglob("*")
-        if p.is_file() and "ascmhl" not in p.relative_to(root).parts
+        if p.is_file() and "ascmhl" not in p.relative_to(root).parts and p.name != "triplicate-report.html"
     }

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from .destinations.base import Destination
-from .errors import PermanentError, TransientError, VerificationFailed
+from .errors import PermanentError, TransientError, TriplicateError, VerificationFailed
 from .journal import Journal
 
 log = structlog.get_logger("triplicate.audit")
@@ -34,7 +34,12 @@ async def audit(journal: Journal, dest: Destination, sample: int | None = None, 
     if sample is not None and sample < len(rows):
         rows = random.sample(rows, sample)
     result = AuditResult(dest.name)
-    await dest.open()
+    try:
+        await dest.open()
+    except (PermanentError, TransientError) as exc:  # nothing can be read: every copy stays as it is
+        log.error("destination_unavailable", destination=dest.name, error=str(exc))
+        result.unreachable = [key for _, key, _, _ in rows]
+        return result
     try:
         for copy_id, key, size, xxh64 in rows:
             await _check(journal, dest, result, copy_id, key, size, xxh64)
@@ -48,7 +53,14 @@ async def _check(journal: Journal, dest: Destination, result: AuditResult, copy_
         await dest.verify(key, xxh64, size)
     except (VerificationFailed, PermanentError) as exc:
         log.error("copy_bad", destination=dest.name, file=key, error=str(exc))
-        await dest.delete(key)
+        try:
+            await dest.delete(key)
+        except TriplicateError as stuck:
+            # Not re-queued: a put could take the bad copy still there for the
+            # one it already has (S3 compares metadata). The next verify tries again.
+            log.error("bad_copy_not_deleted", destination=dest.name, file=key, error=str(stuck))
+            result.unreachable.append(key)
+            return
         journal.requeue(copy_id, f"found bad by verify: {exc}")
         result.bad.append(key)
     except TransientError as exc:

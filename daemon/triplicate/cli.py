@@ -11,14 +11,17 @@ import asyncio
 import json
 import os
 import sys
+import time
 from pathlib import Path
-from typing import Callable, NoReturn
+from typing import TYPE_CHECKING, Callable, NoReturn
 
 import platformdirs
 
 from . import __version__
-from .config import Config, load_config
 from .errors import ConfigError, JournalError
+
+if TYPE_CHECKING:  # config.py imports every destination's SDK (~0.4 s): `hash` needs none
+    from .config import Config
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -37,6 +40,8 @@ def _fail(lines: list[str], code: int = EXIT_USAGE) -> NoReturn:
 
 
 def _load(args: argparse.Namespace) -> Config:
+    from .config import load_config
+
     path = getattr(args, "file", None) or args.config or default_config()
     try:
         return load_config(path)
@@ -60,20 +65,104 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from .status_view import fetch, plain, rich_view, watch
+
+    config = _load(args)
+    if args.json:
+        print(fetch(config).model_dump_json(indent=2))
+        return EXIT_OK
+    if not sys.stdout.isatty():  # a pipe, a file, a test: plain text, no escape codes
+        print(plain(fetch(config)))
+        while args.watch:
+            time.sleep(args.interval)
+            print("\n" + plain(fetch(config)), flush=True)
+        return EXIT_OK
+    from rich.console import Console
+
+    console = Console()
+    if args.watch:
+        watch(lambda: fetch(config), args.interval, console)
+    else:
+        console.print(rich_view(fetch(config)))
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
     from .journal import Journal
-    from .status import collect, render_text
+    from .report import RENDERERS, ReportError, build_report, find_offload
 
     config = _load(args)
     journal = Journal(config.daemon.journal_path())
     try:
-        status = collect(config, journal)
+        offload_id = find_offload(journal, args.offload, str(args.watch.resolve()) if args.watch else None)
+        text = RENDERERS[args.format](build_report(config, journal, offload_id))
+    except ReportError as exc:
+        _fail([str(exc)], EXIT_FAILED)
     finally:
         journal.close()
-    if args.json:
-        print(status.model_dump_json(indent=2))
-    else:
-        print(render_text(status))
+    if args.output is None:
+        sys.stdout.write(text)
+        return EXIT_OK
+    try:
+        args.output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        _fail([f"cannot write the report to {args.output}: {exc.strerror}"], EXIT_FAILED)
+    print(f"{args.output}: {args.format} report of {args.offload}", file=sys.stderr)
     return EXIT_OK
+
+
+def cmd_reload(args: argparse.Namespace) -> int:
+    import signal
+
+    from .daemon import preflight
+    from .pidfile import path_for, running_pid
+
+    config = _load(args)
+    problems = preflight(config)
+    if problems:
+        _fail(problems + ["the running daemon keeps its current config"])
+    journal = config.daemon.journal_path()
+    pid = running_pid(journal)
+    if pid is None:
+        _fail([f"no running daemon uses the journal {journal} (no live process in {path_for(journal)}); "
+               "start it with `triplicate run`"], EXIT_FAILED)
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except PermissionError:
+        _fail([f"not allowed to signal the daemon (pid {pid}); run this as its user or root"], EXIT_FAILED)
+    print(f"reload requested (pid {pid}); the daemon logs config_reloaded, or config_reload_rejected with the problems")
+    return EXIT_OK
+
+
+def cmd_healthcheck(args: argparse.Namespace) -> int:
+    import urllib.error
+    import urllib.request
+
+    config = _load(args)
+    if config.http is None:
+        _fail([f"{config.source_file}: no [http] section, so there is no endpoint to check; add [http]"], EXIT_FAILED)
+    host = "127.0.0.1" if config.http.host in ("0.0.0.0", "::") else config.http.host
+    url = f"http://{host}:{config.http.port}/{'readyz' if args.ready else 'healthz'}"
+    try:
+        with urllib.request.urlopen(url, timeout=args.timeout) as resp:
+            print(f"{url}: {resp.status} {resp.read().decode(errors='replace').strip()}")
+            return EXIT_OK
+    except urllib.error.HTTPError as exc:
+        _fail([f"{url}: {exc.code} {exc.read().decode(errors='replace').strip()}"], EXIT_FAILED)
+    except (OSError, ValueError) as exc:
+        _fail([f"{url}: no answer ({getattr(exc, 'reason', exc)}); is the daemon running?"], EXIT_FAILED)
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import run_doctor
+
+    return run_doctor(_load(args), only=args.destination)
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from .init_wizard import run_init
+
+    return run_init(args)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -114,6 +203,27 @@ def cmd_retry(args: argparse.Namespace) -> int:
     finally:
         journal.close()
     print(f"{count} cop{'y' if count == 1 else 'ies'} queued to retry now")
+    return EXIT_OK
+
+
+def cmd_accept(args: argparse.Namespace) -> int:
+    from . import offload_checks
+    from .journal import Journal
+
+    config = _load(args)
+    journal = Journal(config.daemon.journal_path())
+    try:
+        if not offload_checks.offload_exists(journal, args.offload):
+            _fail([f"no offload named {args.offload!r} in the journal {journal.path}; `triplicate status` lists them"])
+        accepted = offload_checks.accept(journal, args.offload)
+    finally:
+        journal.close()
+    if not accepted:
+        print(f"{args.offload}: no file waits for a decision")
+        return EXIT_OK
+    print(f"{args.offload}: {len(accepted)} file(s) accepted as they are, recorded as such in the journal:")
+    print("\n".join(offload_checks.accepted_lines(accepted)))
+    print("A running daemon sends them within seconds; otherwise the next `triplicate run` does.")
     return EXIT_OK
 
 
@@ -163,8 +273,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = add("run", cmd_run, "run the daemon in the foreground until SIGTERM/SIGINT")
     run.add_argument("--once", action="store_true", help="copy everything present and ready, then exit (0: all verified)")
-    status = add("status", cmd_status, "show each offload's copies and the 3-2-1 verdict")
+    status = add("status", cmd_status, "show each offload's copies, the 3-2-1 verdict and whether the card is safe to format")
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument("--watch", "-w", action="store_true", help="refresh until Ctrl-C")
+    status.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes with --watch (default 2)")
+    report = add("report", cmd_report, "the chain-of-custody report of one offload (every file, hash and verified copy)")
+    report.add_argument("offload", help="offload name (the folder in the watch folder)")
+    report.add_argument("--format", "-f", choices=["html", "json", "csv"], default="html")
+    report.add_argument("--output", "-o", type=Path, help="write to this file (default: standard output)")
+    report.add_argument("--watch", type=Path, help="the watch folder, when two hold an offload of that name")
+    add("reload", cmd_reload, "make the running daemon re-read its config file (as SIGHUP)")
+    health = add("healthcheck", cmd_healthcheck, "ask the running daemon's [http] endpoint whether it is alive (exit 0) or not (1)")
+    health.add_argument("--ready", action="store_true", help="ask /readyz (journal open, watchers running) instead of /healthz")
+    health.add_argument("--timeout", type=float, default=5.0)
+    doctor = add("doctor", cmd_doctor, "check every destination and watch folder, and say how to fix what fails")
+    doctor.add_argument("--destination", help="only this destination")
+    init = add("init", cmd_init, "write a commented starter config by asking a few questions (or from flags)")
+    from .init_wizard import add_arguments as init_arguments
+
+    init_arguments(init)
     check = add("check-config", cmd_check_config, "validate a config file (exit 0, or 2 with one sentence per problem)")
     check.add_argument("file", nargs="?", type=Path, help="config file (default: --config)")
     hsh = add("hash", cmd_hash, "print file hashes like xxhsum: <hex>  <path>")
@@ -173,6 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
     retry = add("retry", cmd_retry, "queue failed and waiting copies to be tried again now")
     retry.add_argument("--destination", help="only this destination")
     retry.add_argument("--offload", help="only this offload")
+    accept = add("accept", cmd_accept, "send an offload's files that do not match its ASC MHL history as they are (recorded as accepted)")
+    accept.add_argument("offload", help="the offload's name, as `status` shows it")
     verify = add("verify", cmd_verify, "re-read verified copies at the destinations; bad ones are queued to be sent again")
     verify.add_argument("--destination", help="only this destination")
     verify.add_argument("--offload", help="only this offload")
@@ -188,6 +317,9 @@ def main(argv: list[str] | None = None) -> int:
         _fail([str(exc)])
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `triplicate status | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 if __name__ == "__main__":

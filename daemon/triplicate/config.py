@@ -19,8 +19,12 @@ from .errors import ConfigError
 from .fields import ConfigPath
 
 DEFAULT_EXCLUDE = [
-    ".DS_Store", "._*", ".Spotlight-V100", ".Trashes", ".fseventsd", ".TemporaryItems",
-    "Icon\r", "Thumbs.db", "desktop.ini", "*.tmp", "*.part", "*.partial", "*.crdownload", ".~lock.*",
+    # what Finder, Spotlight, Windows and Office leave on volumes
+    ".DS_Store", "._*", ".Spotlight-V100", ".Trashes", ".fseventsd", ".TemporaryItems", ".DocumentRevisions-V100",
+    ".apdisk", "Icon\r", "Thumbs.db", "desktop.ini", "$RECYCLE.BIN", "System Volume Information", "~$*", ".~lock.*",
+    # partial copies: browsers, WinSCP, Aspera, generic tools, and rsync's ".name.XXXXXX" before its final rename
+    "*.tmp", "*.part", "*.partial", "*.crdownload", "*.download", "*.filepart", "*.aspx", "*.inprogress",
+    ".*.[A-Za-z0-9][A-Za-z0-9][A-Za-z0-9][A-Za-z0-9][A-Za-z0-9][A-Za-z0-9]",
 ]
 
 
@@ -34,6 +38,45 @@ class RetrySettings(_Strict):
     permanent_delay: float = Field(default=3600.0, gt=0, description="Seconds between retries of errors that need an operator.")
     once_attempts: int = Field(default=3, ge=1, description="Attempts per copy within one `run --once`.")
     degraded_after: int = Field(default=5, ge=1, description="Failed copies in a row that mark a destination degraded.")
+
+
+class HttpSettings(_Strict):
+    """`[http]`: liveness, readiness, Prometheus metrics and status JSON (http_api.py)."""
+
+    host: str = Field(default="127.0.0.1", description="Address to listen on; keep 127.0.0.1 unless a proxy or scraper elsewhere needs it.")
+    port: int = Field(default=9321, ge=1, le=65535, description="TCP port.")
+    token_env: str | None = Field(
+        default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="Name of an environment variable holding a bearer token that /metrics and /api/ require (never the token itself).",
+    )
+
+
+NOTIFY_EVENTS = ("offload_ready", "offload_safe", "file_failed", "destination_degraded", "destination_recovered")
+
+
+class NotifySettings(_Strict):
+    """One `[[notify]]`: a webhook (generic JSON or Slack-compatible) or a command (notify.py)."""
+
+    name: str | None = Field(default=None, description="Shown in logs instead of the URL (which may hold a secret).")
+    url: str | None = Field(default=None, pattern=r"^https?://", description="Webhook URL to POST to.")
+    url_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Name of an environment variable holding the webhook URL (Slack URLs are secrets).")
+    format: Literal["json", "slack"] = Field(default="json", description='"json": the event as a JSON object; "slack": {"text": ...} for Slack-compatible webhooks.')
+    command: list[str] | None = Field(default=None, min_length=1, description="Program and arguments to run per event; the event arrives as JSON on stdin.")
+    events: list[Literal["offload_ready", "offload_safe", "file_failed", "destination_degraded", "destination_recovered"]] = Field(
+        default_factory=lambda: list(NOTIFY_EVENTS), description="Which events to send.",
+    )
+    timeout_seconds: float = Field(default=10.0, gt=0, description="Per attempt.")
+    max_attempts: int = Field(default=8, ge=1, description="Attempts per event, with exponential backoff (1 s doubling, at most 5 min apart).")
+
+    @model_validator(mode="after")
+    def _one_target(self) -> "NotifySettings":
+        targets = [k for k in ("url", "url_env", "command") if getattr(self, k) is not None]
+        if len(targets) != 1:
+            raise ValueError("a [[notify]] needs exactly one of url, url_env or command")
+        return self
+
+    def label(self, index: int) -> str:
+        return self.name or f"notify[{index}]"
 
 
 class DaemonSettings(_Strict):
@@ -53,17 +96,42 @@ class DaemonSettings(_Strict):
 class WatchConfig(_Strict):
     path: ConfigPath
     media: str = Field(default="ssd", description="Media kind of the source copy (copy 1 of 3).")
-    ready: Literal["stable"] = "stable"
+    ready: Literal["stable", "mhl", "marker"] = Field(
+        default="stable",
+        description='"stable": each file once it held still; "mhl": an offload once its ASC MHL history lists it '
+        'and every file matches; "marker": an offload once its marker file exists (readiness.py).',
+    )
     settle_seconds: float = Field(default=5.0, ge=0)
+    marker: str | None = Field(default=None, description='ready = "marker": a file name or glob ("*.done") inside the offload folder, or "<offload>.<ext>" beside it.')
+    send_marker: bool = Field(default=False, description="Copy the marker file too.")
+    verify_workers: int = Field(default=2, ge=1, le=32, description='ready = "mhl": files checked against the manifest at once.')
+    polling: bool | Literal["auto"] = Field(
+        default="auto",
+        description='true: find changes by scanning every poll_seconds (network shares deliver no events); '
+        '"auto": poll where the folder is on NFS, SMB/CIFS, AFP or FUSE, use events elsewhere.',
+    )
+    poll_seconds: float = Field(default=10.0, gt=0, description="Scan interval when polling.")
     include: list[str] = Field(default_factory=lambda: ["*"])
     exclude: list[str] = Field(default_factory=lambda: list(DEFAULT_EXCLUDE))
     destinations: list[str] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _marker_fits_rule(self) -> "WatchConfig":
+        if self.ready == "marker" and not self.marker:
+            raise ValueError('ready = "marker" needs marker = a file name or a glob such as "*.done"')
+        if self.marker is not None and self.ready != "marker":
+            raise ValueError(f'marker is only used with ready = "marker" (ready is {self.ready!r}); remove it or change ready')
+        if self.marker is not None and ("/" in self.marker or "\\" in self.marker):
+            raise ValueError(f"marker {self.marker!r} must be a file name or glob without folders")
+        return self
 
 
 class Config(_Strict):
     daemon: DaemonSettings = DaemonSettings()
     watch: list[WatchConfig] = Field(min_length=1)
     destination: list[AnyDestinationConfig] = Field(min_length=1)
+    http: HttpSettings | None = None  # absent: no HTTP endpoint
+    notify: list[NotifySettings] = Field(default_factory=list)
     _source_file: Path | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")

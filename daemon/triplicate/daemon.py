@@ -10,14 +10,19 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections import Counter
 
 import structlog
 
+from . import offload_checks
 from .config import Config, WatchConfig
+from . import pidfile
 from .destinations import registry
+from .bandwidth import Throttle, limit_at
+from .destinations.base import Destination
 from .journal import CopyJob, Journal, SeenFile
+from .http_api import token_problem
 from .manifests import ManifestWriter
+from .operations import Operations
 from .retry import Backoff
 from .scheduler import DestinationRunner
 from .watch import WatchFolder
@@ -35,6 +40,9 @@ def preflight(config: Config) -> list[str]:
                 f"{where}watch[{i}].path {watch.path} does not exist or is not a folder; "
                 "create it or mount the volume, then start again"
             )
+    token = token_problem(config.http, where)
+    if token:
+        problems.append(token)
     return problems
 
 
@@ -45,37 +53,41 @@ class Daemon:
         self.journal = Journal(config.daemon.journal_path())
         self.destinations = {d.name: registry.create(d) for d in config.destination}
         self.manifests = ManifestWriter(self.journal, self.destinations)
-        backoff = Backoff.from_settings(config.daemon.retry, once)
-        attempts = config.daemon.retry.once_attempts if once else None
-        self.runners = {
-            name: DestinationRunner(
-                dest, self.journal, backoff, attempts, self._on_verified, self._on_source_changed,
-                degraded_after=config.daemon.retry.degraded_after,
-            )
-            for name, dest in self.destinations.items()
-        }
+        self.runners = {name: self._runner(dest) for name, dest in self.destinations.items()}
         self.watchers = [self._watcher(w) for w in config.watch]
         self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.ops = Operations(self)
+
+    def _runner(self, dest: Destination) -> DestinationRunner:
+        retry = self.config.daemon.retry
+        runner = DestinationRunner(
+            dest, self.journal, Backoff.from_settings(retry, self.once), retry.once_attempts if self.once else None,
+            self._on_verified, self._on_source_changed, degraded_after=retry.degraded_after,
+            on_event=lambda name, fields: self.ops.event(name, fields),
+        )
+        runner.throttle = Throttle(limit_at(dest.config.bandwidth))
+        return runner
 
     def _watcher(self, watch: WatchConfig) -> WatchFolder:
         known = self.journal.known_versions(str(watch.path))
-        return WatchFolder(watch, known, lambda batch: self._on_ready(watch, batch))
+        return WatchFolder(watch, known, lambda batch: self._on_ready(watch, batch), journal=self.journal)
 
     # ---- callbacks -----------------------------------------------------------
 
     def _on_ready(self, watch: WatchConfig, batch: list[SeenFile]) -> None:
-        new = self.journal.ingest(batch, watch.destinations)
-        per_offload = Counter(item.offload for item in batch)
-        for offload, count in sorted(per_offload.items()):
-            log.info("files_ready", offload=offload, files=count, watch=str(watch.path))
+        new = self.journal.ingest(batch, watch.destinations)  # the watcher logs files_ready, summed per offload
+        self.ops.on_ready(watch, batch)
         if new:
             for name in watch.destinations:
-                self.runners[name].wake.set()
+                if name in self.runners:  # absent for a moment while a reload replaces it
+                    self.runners[name].wake.set()
 
     def _on_verified(self, job: CopyJob) -> None:
         watcher = self._watcher_of(job.watch)
-        if watcher is None or job.offload not in watcher.settler.offloads():
+        if watcher is None or not watcher.unsettled(job.offload):
             self.manifests.schedule(job.offload_id, job.destination)
+        self.ops.on_verified(job.offload_id)
 
     def _on_source_changed(self, job: CopyJob) -> None:
         watcher = self._watcher_of(job.watch)
@@ -95,20 +107,25 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
+        if not self.once:
+            loop.add_signal_handler(signal.SIGHUP, self.ops.request_reload)
+            pidfile.write(self.journal.path)
         recovered = self.journal.recover()
         if self.once:
             self.journal.make_due_now()
         log.info("daemon_started", journal=str(self.journal.path), resumed_copies=recovered,
                  watches=[str(w.root) for w in self.watchers], destinations=list(self.destinations),
                  mode="once" if self.once else "daemon")
-        tasks = [asyncio.create_task(r.run(), name=f"runner-{n}") for n, r in self.runners.items()]
+        tasks = self._tasks
+        tasks += [asyncio.create_task(r.run(), name=f"runner-{n}") for n, r in self.runners.items()]
         for watcher in self.watchers:
             watcher.start_events()
             tasks.append(asyncio.create_task(watcher.run(), name=f"watch-{watcher.root}"))
         for watcher in self.watchers:
-            files = await watcher.full_scan()
+            files = await watcher.full_scan("start-up")
             log.info("scan_done", watch=str(watcher.root), files=files, to_check=len(watcher.settler))
         tasks.append(asyncio.create_task(self._housekeeping()))
+        await self.ops.start()
         try:
             if self.once:
                 await self._until_settled()
@@ -127,6 +144,7 @@ class Daemon:
                 if all(w.idle for w in self.watchers) and all(r.settled for r in self.runners.values()):
                     await self.manifests.drain()
                     await self.manifests.sweep()
+                    await self.ops.settle()
                     return
             try:
                 await asyncio.wait_for(self._stop.wait(), 0.1)
@@ -139,10 +157,11 @@ class Daemon:
         while True:
             await asyncio.sleep(interval)
             for watcher in self.watchers:
-                await watcher.full_scan()
+                await watcher.full_scan("rescan")
             await self.manifests.sweep()
 
     async def _shutdown(self, tasks: list[asyncio.Task[None]]) -> None:
+        self.ops.stopping()
         for watcher in self.watchers:
             watcher.stop()
         for runner in self.runners.values():
@@ -154,14 +173,20 @@ class Daemon:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.manifests.drain()
+        await self.ops.stop()
+        if not self.once:
+            pidfile.remove(self.journal.path)
         log.info("daemon_stopped")
 
     def _exit_code(self) -> int:
         states = self.journal.copy_state_counts()
         ok = states.get("verified", 0)
         not_ok = sum(n for s, n in states.items() if s not in ("verified", "superseded"))
+        undecided = offload_checks.undecided_count(self.journal)  # source files that need a person
+        not_ok += undecided
         if self.once:
-            log.info("run_finished", verified=ok, not_verified=not_ok, mhl_generations=self.manifests.written)
+            log.info("run_finished", verified=ok, not_verified=not_ok, mhl_generations=self.manifests.written,
+                     source_problems=undecided)
         if not self.once:
             return 0
         return 0 if not_ok == 0 else 1

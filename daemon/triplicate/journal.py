@@ -85,6 +85,37 @@ CREATE TABLE IF NOT EXISTS generations (
     signature TEXT NOT NULL,
     created_at REAL NOT NULL
 );
+-- milestones.py: when an offload was last found safe to format, its report written
+CREATE TABLE IF NOT EXISTS milestones (
+    offload_id INTEGER NOT NULL REFERENCES offloads(id),
+    kind TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    at REAL NOT NULL,
+    PRIMARY KEY (offload_id, kind)
+);
+-- offload_checks.py: readiness of offloads held back by their rule (ASC MHL, marker)
+CREATE TABLE IF NOT EXISTS offload_readiness (
+    offload_id INTEGER PRIMARY KEY REFERENCES offloads(id),
+    rule TEXT NOT NULL,
+    state TEXT NOT NULL,
+    detail TEXT,
+    updated_at REAL NOT NULL
+);
+-- offload_checks.py: source files that do not match their offload's ASC MHL, until an operator decides
+CREATE TABLE IF NOT EXISTS source_problems (
+    offload_id INTEGER NOT NULL REFERENCES offloads(id),
+    relpath TEXT NOT NULL,
+    disk_path TEXT NOT NULL DEFAULT '',
+    kind TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    size INTEGER,
+    mtime_ns INTEGER,
+    xxh64 TEXT,
+    found_at REAL NOT NULL,
+    accepted_at REAL,
+    released_at REAL,
+    PRIMARY KEY (offload_id, relpath)
+);
 """
 
 
@@ -97,6 +128,7 @@ class SeenFile:
     size: int
     mtime_ns: int
     disk_path: str = ""  # relative path as spelled on disk (NFD on some Macs); "" = relpath
+    xxh64: str | None = None  # known before any copy (checked against the offload's ASC MHL)
 
     @property
     def on_disk(self) -> str:
@@ -206,18 +238,21 @@ class Journal:
     def _ingest_one(self, item: SeenFile, destinations: list[str], now: float) -> int | None:
         offload_id = self._offload_id(item.watch, item.offload, now)
         row = self.db.execute(
-            "SELECT id, size, mtime_ns FROM files WHERE offload_id = ? AND relpath = ? AND current = 1",
+            "SELECT id, size, mtime_ns, xxh64 FROM files WHERE offload_id = ? AND relpath = ? AND current = 1",
             (offload_id, item.relpath),
         ).fetchone()
-        if row is not None and (row[1], row[2]) == (item.size, item.mtime_ns):
-            self.db.execute("UPDATE files SET disk_path = ? WHERE id = ?", (item.on_disk, row[0]))
+        same_bytes = row is not None and (item.xxh64 is None or row[3] in (None, item.xxh64))
+        if row is not None and (row[1], row[2]) == (item.size, item.mtime_ns) and same_bytes:
+            self.db.execute(
+                "UPDATE files SET disk_path = ?, xxh64 = COALESCE(xxh64, ?) WHERE id = ?", (item.on_disk, item.xxh64, row[0])
+            )
             self._ensure_copies(row[0], destinations, now)
             return None
         if row is not None:
             self._supersede(row[0], now)
         cur = self.db.execute(
-            "INSERT INTO files (offload_id, relpath, disk_path, size, mtime_ns, first_seen) VALUES (?, ?, ?, ?, ?, ?)",
-            (offload_id, item.relpath, item.on_disk, item.size, item.mtime_ns, now),
+            "INSERT INTO files (offload_id, relpath, disk_path, size, mtime_ns, xxh64, first_seen) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (offload_id, item.relpath, item.on_disk, item.size, item.mtime_ns, item.xxh64, now),
         )
         file_id = int(cur.lastrowid or 0)
         self._ensure_copies(file_id, destinations, now)

@@ -55,6 +55,7 @@ class DestinationRunner:
         on_verified: Callable[[CopyJob], None],
         on_source_changed: Callable[[CopyJob], None],
         degraded_after: int = 5,
+        on_event: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> None:
         self.dest = dest
         self.name = dest.name
@@ -66,6 +67,7 @@ class DestinationRunner:
         self.wake = asyncio.Event()
         self.stopping = False
         self.opened = False
+        self._opening = asyncio.Lock()
         self.open_failures = 0
         self.failures_in_a_row = 0
         self.degraded_after = degraded_after
@@ -75,6 +77,8 @@ class DestinationRunner:
         self.tried: dict[int, int] = {}
         self.gave_up: set[int] = set()
         self.bytes_sent = 0
+        self.on_event = on_event  # operations.py: metrics and notifications, never blocking
+        self.throttle: Any = None  # bandwidth.Throttle, set by the daemon; rate kept by operations.py
         self.log = log.bind(destination=self.name)
 
     # ---- lifecycle -------------------------------------------------------
@@ -145,6 +149,10 @@ class DestinationRunner:
     async def _ensure_open(self) -> bool:
         if self.opened:
             return True
+        async with self._opening:  # one worker opens; another must never take a half-open destination for open
+            return self.opened or await self._open()
+
+    async def _open(self) -> bool:
         try:
             await self.dest.open()
         except (TransientError, PermanentError) as exc:
@@ -174,12 +182,14 @@ class DestinationRunner:
         if error is None:
             if self.failures_in_a_row >= self.degraded_after:
                 self.log.info("destination_recovered", after_failures=self.failures_in_a_row)
+                self._emit("destination_recovered", after_failures=self.failures_in_a_row)
                 self.journal.set_destination_state(self.name, "up", None)
             self.failures_in_a_row = 0
             return
         self.failures_in_a_row += 1
         if self.failures_in_a_row == self.degraded_after:
             self.log.error("destination_degraded", failures_in_a_row=self.failures_in_a_row, error=str(error))
+            self._emit("destination_degraded", failures_in_a_row=self.failures_in_a_row, error=str(error))
         if self.failures_in_a_row >= self.degraded_after:
             self.journal.set_destination_state(self.name, "degraded", str(error))
 
@@ -193,7 +203,7 @@ class DestinationRunner:
     # ---- one copy --------------------------------------------------------------
 
     async def _work(self, job: CopyJob) -> None:
-        src = SourceFile(job.source_path, job.relpath, job.size, job.mtime_ns, job.xxh64)
+        src = SourceFile(job.source_path, job.relpath, job.size, job.mtime_ns, job.xxh64, limiter=self.throttle)
         jlog = self.log.bind(offload=job.offload, file=job.relpath, attempt=job.attempts)
         self.tried[job.copy_id] = self.tried.get(job.copy_id, 0) + 1
         started = time.monotonic()
@@ -209,6 +219,7 @@ class DestinationRunner:
         except SourceUnreadable as exc:
             self.journal.record_failed(job.copy_id, str(exc))
             jlog.error("source_unreadable", error=str(exc))
+            self._emit("file_failed", offload=job.offload, file=job.relpath, error=str(exc))
         except PermanentError as exc:
             self._retry_later(job, exc, "permanent", jlog)
             self.paused_until = time.time() + self.backoff.permanent
@@ -237,6 +248,8 @@ class DestinationRunner:
         if receipt.bytes_sent >= 1_000_000 and seconds > 0:
             fields["mb_per_s"] = round(receipt.bytes_sent / seconds / 1e6, 1)
         jlog.info(event, **fields)
+        self._emit("copy_verified", offload=job.offload, file=job.relpath, size=receipt.size,
+                   bytes_sent=receipt.bytes_sent, seconds=seconds, skipped=receipt.skipped)
         self.on_verified(job)
 
     def _retry_later(self, job: CopyJob, exc: Exception, kind: str, jlog: Any) -> None:
@@ -246,6 +259,11 @@ class DestinationRunner:
         if self.once_attempts is not None and self.tried[job.copy_id] >= self.once_attempts:
             self.gave_up.add(job.copy_id)
         jlog.warning("copy_failed_will_retry", error=str(exc), kind=kind, retry_in_s=round(delay, 1))
+        self._emit("copy_retry", offload=job.offload, file=job.relpath, kind=kind, error_class=type(exc).__name__)
 
     def _progress(self, n: int) -> None:
         self.bytes_sent += n
+
+    def _emit(self, event: str, **fields: Any) -> None:
+        if self.on_event is not None:
+            self.on_event(event, {"destination": self.name, **fields})

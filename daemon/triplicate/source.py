@@ -79,6 +79,8 @@ class SourceReader:
             self.bytes_read += len(data)
             if self.bytes_read > self.src.size:
                 raise SourceChanged(f"source file grew while it was read: {self.src.path}")
+            if self.src.limiter is not None:  # the destination's bandwidth limit (called in a thread)
+                self.src.limiter.consume(len(data))
         return data
 
     def skip_to(self, offset: int, hashed_prefix: bytes | None = None) -> None:

@@ -9,13 +9,24 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel
 
+from . import milestones, offload_checks
+from .bandwidth import limit_at
 from .config import Config
 from .journal import Journal
-from .fields import age_text, format_size
+
+THROUGHPUT_WINDOW = 300.0  # seconds of verified copies that give the journal's recent throughput
+
+
+class LiveFigures(Protocol):
+    """What only a running daemon knows (live.py implements it)."""
+
+    def throughput(self, destination: str) -> float | None: ...
+
+    def in_flight(self, destination: str) -> int: ...
 
 
 class FileStatus(BaseModel):
@@ -25,6 +36,13 @@ class FileStatus(BaseModel):
     xxh64: str | None
     destinations: dict[str, str]
     errors: dict[str, str] = {}
+
+
+class SourceProblem(BaseModel):
+    path: str  # relative to the watch folder
+    problem: str  # mismatch | missing | unlisted | unreadable
+    detail: str
+    accepted: bool  # an operator ran `triplicate accept`: sent as it is
 
 
 class OffloadStatus(BaseModel):
@@ -40,6 +58,16 @@ class OffloadStatus(BaseModel):
     rule_321_met: bool
     missing: list[str]  # what keeps 3-2-1 from being met, in words
     destinations: dict[str, dict[str, int]]  # name -> {state: count}
+    verified_bytes: dict[str, int] = {}  # name -> bytes of this offload verified there
+    # every file verified at every destination, 3-2-1 met, and the daemon saw the offload complete
+    safe_to_format: bool = False
+    unsafe_reasons: list[str] = []  # why not, in words
+    eta_seconds: float | None = None  # until every destination holds it, at current throughput
+    # readiness of the source (readiness.py): waiting | checking | ready | source_mismatch | accepted | mhl_invalid
+    state: str = "ready"
+    state_detail: str | None = None
+    problems: list[SourceProblem] = []  # source files that do not match the offload's ASC MHL, per file
+    sequences: list[str] = []  # frame sequences among its files, one line each
 
 
 class DestinationStatus(BaseModel):
@@ -52,6 +80,9 @@ class DestinationStatus(BaseModel):
     backlog_files: int
     backlog_bytes: int
     oldest_pending_seconds: float | None
+    throughput_bytes_per_s: float | None = None  # live from the daemon, else the journal's last minutes
+    in_flight: int = 0  # copies being transferred now (known only to a running daemon)
+    bandwidth_limit_bytes_per_s: float | None = None  # the limit its schedule sets now; None: unlimited
 
 
 class Status(BaseModel):
@@ -59,31 +90,86 @@ class Status(BaseModel):
     offloads: list[OffloadStatus]
     files: list[FileStatus]
     destinations: list[DestinationStatus]
+    source: str = "journal"  # "daemon" when a running daemon answered
 
 
-def collect(config: Config, journal: Journal) -> Status:
+def collect(config: Config, journal: Journal, live: LiveFigures | None = None) -> Status:
     files, per_offload = _files(journal)
-    offloads = [_offload(config, watch, name, members) for (watch, name), members in per_offload.items()]
+    destinations = [_destination(config, journal, d, live) for d in config.destination]
+    throughput = {d.name: d.throughput_bytes_per_s for d in destinations}
+    marks = milestones.signatures(journal, milestones.SAFE)
+    offloads = []
+    readiness = _readiness(journal)
+    for watch, name in sorted(set(readiness) - {(w, n) for _, w, n in per_offload}):
+        per_offload[(0, watch, name)] = []  # held back whole: no file handed on yet
+    for (offload_id, watch, name), members in per_offload.items():
+        o = _offload(config, watch, name, members)
+        _apply_readiness(o, readiness.get((watch, name)))
+        o.sequences = _sequences(members)
+        _judge_safety(config, o, members, marks.get(offload_id))
+        o.eta_seconds = _eta(o, members, throughput)
+        offloads.append(o)
     return Status(
         generated_at=time.time(),
         offloads=offloads,
         files=files,
-        destinations=[_destination(config, journal, d) for d in config.destination],
+        destinations=destinations,
+        source="journal" if live is None else "daemon",
     )
 
 
-def _files(journal: Journal) -> tuple[list[FileStatus], dict[tuple[str, str], list[FileStatus]]]:
+def offload_status(config: Config, journal: Journal, offload_id: int) -> tuple[OffloadStatus, list[FileStatus]] | None:
+    """One offload (milestones.py asks after every verified copy), without the safety verdict."""
+    _, per_offload = _files(journal, offload_id)
+    for (_, watch, name), members in per_offload.items():
+        o = _offload(config, watch, name, members)
+        _apply_readiness(o, _readiness(journal, watch, name).get((watch, name)))
+        return o, members
+    return None
+
+
+def _readiness(
+    journal: Journal, watch: str | None = None, name: str | None = None,
+) -> dict[tuple[str, str], tuple[str, str | None, list[SourceProblem]]]:
+    """(watch, offload) -> (state, detail, problems) of offloads a readiness rule held back."""
+    found = {
+        key: (state, detail, []) for key, (state, detail) in offload_checks.states(journal, watch).items()
+        if name is None or key[1] == name
+    }
+    for p in offload_checks.problems(journal, watch, name):
+        entry = found.setdefault((p.watch, p.offload), ("source_mismatch", None, []))
+        entry[2].append(SourceProblem(path=p.relpath, problem=p.kind, detail=p.detail, accepted=p.accepted))
+    return found
+
+
+def _apply_readiness(o: OffloadStatus, readiness: tuple[str, str | None, list[SourceProblem]] | None) -> None:
+    if readiness is not None:
+        o.state, o.state_detail, o.problems = readiness
+
+
+def _sequences(members: list[FileStatus]) -> list[str]:
+    from .sequences import group
+
+    inside = (f.path.split("/", 1)[-1] for f in members)  # the offload's name is the entry's own
+    return [f"{s.pattern} ({len(s.frames)} files)" for s in group(inside).sequences]
+
+
+def _files(
+    journal: Journal, offload_id: int | None = None,
+) -> tuple[list[FileStatus], dict[tuple[int, str, str], list[FileStatus]]]:
     by_id: dict[int, FileStatus] = {}
-    per_offload: dict[tuple[str, str], list[FileStatus]] = defaultdict(list)
+    per_offload: dict[tuple[int, str, str], list[FileStatus]] = defaultdict(list)
+    where = "" if offload_id is None else " AND o.id = ?"
     for r in journal.rows(
-        "SELECT f.id, o.watch, o.name, f.relpath, f.size, f.xxh64, c.destination, c.state, c.last_error "
-        "FROM files f JOIN offloads o ON o.id = f.offload_id LEFT JOIN copies c ON c.file_id = f.id "
-        "WHERE f.current = 1 ORDER BY o.name, f.relpath, c.destination"
+        "SELECT f.id, o.id AS offload_id, o.watch, o.name, f.relpath, f.size, f.xxh64, c.destination, c.state, "
+        "c.last_error FROM files f JOIN offloads o ON o.id = f.offload_id LEFT JOIN copies c ON c.file_id = f.id "
+        f"WHERE f.current = 1{where} ORDER BY o.name, f.relpath, c.destination",
+        () if offload_id is None else (offload_id,),
     ):
         item = by_id.get(r["id"])
         if item is None:
             item = by_id[r["id"]] = FileStatus(offload=r["name"], path=r["relpath"], size=r["size"], xxh64=r["xxh64"], destinations={})
-            per_offload[(r["watch"], r["name"])].append(item)
+            per_offload[(r["offload_id"], r["watch"], r["name"])].append(item)
         if r["destination"] is not None:
             item.destinations[r["destination"]] = r["state"]
             if r["last_error"] and r["state"] != "verified":
@@ -94,9 +180,12 @@ def _files(journal: Journal) -> tuple[list[FileStatus], dict[tuple[str, str], li
 def _offload(config: Config, watch: str, name: str, members: list[FileStatus]) -> OffloadStatus:
     configured = {d.name: d for d in config.destination}
     counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    verified_bytes: dict[str, int] = defaultdict(int)
     for f in members:
         for dest, state in f.destinations.items():
             counts[dest][state] += 1
+            if state == "verified":
+                verified_bytes[dest] += f.size
     complete = [configured[d] for d, c in counts.items() if d in configured and c.get("verified", 0) == len(members)]
     source_media = next((w.media for w in config.watch if str(w.path) == watch), "source")
     media = {source_media} | {d.media for d in complete}
@@ -122,10 +211,72 @@ def _offload(config: Config, watch: str, name: str, members: list[FileStatus]) -
         rule_321_met=not missing,
         missing=missing,
         destinations={d: dict(c) for d, c in sorted(counts.items())},
+        verified_bytes={d: verified_bytes.get(d, 0) for d in sorted(counts)},
     )
 
 
-def _destination(config: Config, journal: Journal, dest: Any) -> DestinationStatus:
+def expected_destinations(config: Config, watch: str, members: list[FileStatus]) -> list[str]:
+    """Where every file of an offload must be: its watch folder's destinations
+    (as configured now) and any other destination that holds rows for it."""
+    names = next((list(w.destinations) for w in config.watch if str(w.path) == watch), [])
+    for f in members:
+        names += [d for d in f.destinations if d not in names]
+    return names
+
+
+def unverified_reasons(config: Config, o: OffloadStatus, members: list[FileStatus]) -> list[str]:
+    reasons = []
+    if o.failed_files:
+        reasons.append(f"{o.failed_files} file(s) failed: their source cannot be read")
+    for dest in expected_destinations(config, o.watch, members):
+        left = sum(1 for f in members if f.destinations.get(dest) != "verified")
+        if left:
+            reasons.append(f"{left} file(s) not yet verified at {dest}")
+    if not o.rule_321_met:
+        reasons.append("3-2-1 needs " + ", ".join(o.missing))
+    if o.state not in ("ready", "accepted"):
+        reasons.append(f"the source is {o.state}" + (f": {o.state_detail}" if o.state_detail else ""))
+    return reasons
+
+
+def _judge_safety(config: Config, o: OffloadStatus, members: list[FileStatus], marked: str | None) -> None:
+    """Safe to format = nothing left to do and the daemon confirmed it once the
+    offload had stopped arriving (the mark carries the files and hashes it saw)."""
+    reasons = unverified_reasons(config, o, members)
+    if not reasons and marked != milestones.signature((f.path, f.xxh64) for f in members):
+        reasons.append("complete in the journal, but the daemon has not yet confirmed the offload stopped arriving")
+    o.unsafe_reasons = reasons
+    o.safe_to_format = not reasons
+
+
+def _eta(o: OffloadStatus, members: list[FileStatus], throughput: dict[str, float | None]) -> float | None:
+    """Seconds until the slowest destination holds every file; 0 when done,
+    None when a destination with work left has no throughput to go by."""
+    slowest = 0.0
+    for dest in o.destinations:
+        left = sum(f.size for f in members if f.destinations.get(dest) in ("pending", "transferring"))
+        if not left:
+            continue
+        rate = throughput.get(dest)
+        if not rate:
+            return None
+        slowest = max(slowest, left / rate)
+    return round(slowest, 1)
+
+
+def _recent_throughput(journal: Journal, name: str, now: float) -> float | None:
+    """Bytes per second sent in the last few minutes, from verified copies."""
+    row = journal.db.execute(
+        "SELECT COALESCE(SUM(bytes_sent), 0), MIN(verified_at) FROM copies "
+        "WHERE destination = ? AND verified_at >= ? AND bytes_sent > 0",
+        (name, now - THROUGHPUT_WINDOW),
+    ).fetchone()
+    if not row[0]:
+        return None
+    return round(row[0] / max(30.0, now - row[1]), 1)
+
+
+def _destination(config: Config, journal: Journal, dest: Any, live: LiveFigures | None = None) -> DestinationStatus:
     backlog = journal.db.execute(
         "SELECT COUNT(*), COALESCE(SUM(f.size), 0), MIN(f.first_seen) FROM copies c JOIN files f ON f.id = c.file_id "
         "WHERE c.destination = ? AND f.current = 1 AND c.state IN ('pending', 'transferring')",
@@ -142,31 +293,14 @@ def _destination(config: Config, journal: Journal, dest: Any) -> DestinationStat
         backlog_files=backlog[0],
         backlog_bytes=backlog[1],
         oldest_pending_seconds=None if backlog[2] is None else round(time.time() - backlog[2], 1),
+        throughput_bytes_per_s=live.throughput(dest.name) if live else _recent_throughput(journal, dest.name, time.time()),
+        in_flight=live.in_flight(dest.name) if live else 0,
+        bandwidth_limit_bytes_per_s=limit_at(dest.bandwidth),
     )
 
 
 def render_text(status: Status) -> str:
-    """A plain table per offload, then the destinations."""
-    lines: list[str] = []
-    for o in status.offloads:
-        verdict = "3-2-1 met" if o.rule_321_met else "3-2-1 NOT met: needs " + ", ".join(o.missing)
-        lines.append(f"{o.name}  ({o.files} files, {format_size(o.bytes)})  {verdict}")
-        lines.append(f"  copies {o.copies}, media {o.media_types}, off-site {o.offsite_copies}")
-        for dest, counts in o.destinations.items():
-            parts = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
-            lines.append(f"  {dest:<16} {parts}")
-        for f in status.files:
-            if f.offload == o.name and f.errors:
-                for dest, err in f.errors.items():
-                    lines.append(f"  ! {f.path} -> {dest}: {err}")
-    if not status.offloads:
-        lines.append("no offloads seen yet")
-    lines.append("")
-    lines.append("destinations:")
-    for d in status.destinations:
-        age = "" if d.oldest_pending_seconds is None else f", oldest {age_text(d.oldest_pending_seconds)}"
-        err = f" — {d.error}" if d.error and d.state != "up" else ""
-        lines.append(
-            f"  {d.name:<16} {d.type:<6} {d.state:<7} backlog {d.backlog_files} files, {format_size(d.backlog_bytes)}{age}{err}"
-        )
-    return "\n".join(lines)
+    """Plain text (no colours, no terminal needed): what `status` prints into a pipe."""
+    from .status_view import plain
+
+    return plain(status)

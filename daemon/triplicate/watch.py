@@ -1,10 +1,15 @@
-"""Watching a folder for offloads and deciding when each file is ready.
+"""Watching a folder for offloads and deciding when each file has settled.
 
-Three sources of sightings feed one `Settler`: watchdog events, a full scan at
-start-up, and a periodic rescan (events are lost on network shares and while
-the daemon is down). A file is ready once it has held still for
-`settle_seconds`. Files whose (size, mtime) the journal already knows are
-skipped without being read, so a rescan costs one stat per file.
+Three sources of sightings feed one `Settler`: file events (watchdog), a full
+scan at start-up, and a periodic rescan (events are lost on network shares and
+while the daemon is down). Where events cannot be trusted the folder is polled
+instead: `polling = true`, or "auto" on a network file system (mounts.py), or
+when inotify runs out of watches. A file has settled once it has held still
+for `settle_seconds`; the readiness gate (readiness.py) then decides when it
+may be sent. Files whose (size, mtime) the journal already knows are skipped
+without being read, so a scan costs one stat per file and no hashing.
+
+Keys are Unicode NFC: the same name spelled NFC or NFD (macOS) is one file.
 """
 
 from __future__ import annotations
@@ -12,50 +17,78 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import os
+import re
 import stat
 import time
 import unicodedata
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import structlog
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
+from . import mounts
 from .config import WatchConfig
-from .journal import SeenFile
+from .journal import Journal, SeenFile
+from .readiness import GateContext, Settled, make_gate
+from .ready_log import ReadyLog
 
 log = structlog.get_logger("triplicate.watch")
 
 HISTORY_FOLDER = "ascmhl"
 TICK_SECONDS = 0.25
+PROBE_SECONDS = 5.0  # at most this often, ask the kernel whether inotify watches ran out
 
 
 def nfc(path: str) -> str:
     return unicodedata.normalize("NFC", path)
 
 
+def _compile(patterns: list[str]) -> re.Pattern[str]:
+    if not patterns:
+        return re.compile(r"(?!)")
+    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns))
+
+
 class PathFilter:
-    """Include/exclude globs, matched against every path segment, plus the
-    offload's own ASC MHL history, which travels by another road (mhl stage)."""
+    """Include/exclude globs. Excludes match any path segment (a folder named
+    `.Trashes` excludes all below it); includes match the file name or the
+    whole relative path. The offload's own ASC MHL history is never a file
+    to send: it travels by another road (history.py)."""
 
     def __init__(self, include: list[str], exclude: list[str]) -> None:
         self.include = include
         self.exclude = exclude
+        self._include = _compile(include)
+        self._exclude = _compile(exclude)
 
     def wanted(self, relpath: str) -> bool:
         parts = relpath.split("/")
         if len(parts) > 2 and parts[1] == HISTORY_FOLDER:
             return False
-        if any(fnmatch.fnmatchcase(part, pat) for part in parts for pat in self.exclude):
+        if any(self._exclude.match(part) for part in parts):
             return False
-        return any(fnmatch.fnmatchcase(parts[-1], pat) or fnmatch.fnmatchcase(relpath, pat) for pat in self.include)
+        return self.wanted_name(relpath, parts[-1])
+
+    def wanted_name(self, relpath: str, name: str) -> bool:
+        """For a file whose folders are already known to be wanted (a scan)."""
+        if self._exclude.match(name):
+            return False
+        return bool(self._include.match(name) or self._include.match(relpath))
+
+    def prune(self, reldir: str, name: str) -> bool:
+        """True for a folder a scan does not enter."""
+        return bool(self._exclude.match(name)) or (name == HISTORY_FOLDER and reldir.count("/") == 1)
 
 
-def scan_tree(root: Path, below: str = "") -> Iterator[tuple[str, os.stat_result]]:
+def scan_tree(
+    root: Path, below: str = "", prune: Callable[[str, str], bool] | None = None
+) -> Iterator[tuple[str, os.stat_result]]:
     """(relative disk path, stat) of every regular file under root/below.
-    Symbolic links are not followed: nothing outside the watch folder is read."""
+    Symbolic links are not followed: nothing outside the watch folder is read.
+    `prune(reldir, name)` skips folders."""
     stack = [below]
     while stack:
         rel = stack.pop()
@@ -73,7 +106,8 @@ def scan_tree(root: Path, below: str = "") -> Iterator[tuple[str, os.stat_result
             except FileNotFoundError:
                 continue
             if stat.S_ISDIR(st.st_mode):
-                stack.append(child)
+                if prune is None or not prune(child, entry.name):
+                    stack.append(child)
             elif stat.S_ISREG(st.st_mode):
                 yield child, st
 
@@ -83,6 +117,7 @@ class _Candidate:
     signature: tuple[int, int, int]
     since: float  # monotonic time the signature was first seen
     due: float  # monotonic time of the next look
+    offload: str
 
 
 class Settler:
@@ -97,12 +132,16 @@ class Settler:
     def __init__(self, settle: float) -> None:
         self.settle = settle
         self.candidates: dict[str, _Candidate] = {}
+        self._per_offload: dict[str, int] = {}
 
     def __len__(self) -> int:
         return len(self.candidates)
 
     def offloads(self) -> set[str]:
-        return {nfc(p).split("/", 1)[0] for p in self.candidates}
+        return set(self._per_offload)
+
+    def count(self, offload: str) -> int:
+        return self._per_offload.get(offload, 0)
 
     def touch(self, disk_path: str, now: float, st: os.stat_result | None = None) -> None:
         """A sighting; with the stat of a scan, an old file is confirmed by one
@@ -110,9 +149,19 @@ class Settler:
         cand = self.candidates.get(disk_path)
         if cand is None:
             sig = (st.st_size, st.st_mtime_ns, st.st_ctime_ns) if st is not None else (-1, -1, -1)
-            self.candidates[disk_path] = _Candidate(sig, now, now + min(self.settle, TICK_SECONDS))
+            offload = nfc(disk_path.split("/", 1)[0])
+            self.candidates[disk_path] = _Candidate(sig, now, now + min(self.settle, TICK_SECONDS), offload)
+            self._per_offload[offload] = self._per_offload.get(offload, 0) + 1
         else:
             cand.due = min(cand.due, now)
+
+    def _drop(self, disk_path: str) -> None:
+        cand = self.candidates.pop(disk_path)
+        left = self._per_offload[cand.offload] - 1
+        if left:
+            self._per_offload[cand.offload] = left
+        else:
+            del self._per_offload[cand.offload]
 
     def poll(self, root: Path, now: float) -> list[tuple[str, os.stat_result]]:
         """Look at every due candidate; return the ready ones (and forget them)."""
@@ -124,10 +173,10 @@ class Settler:
             try:
                 st = os.stat(root / disk_path, follow_symlinks=False)
             except (FileNotFoundError, NotADirectoryError):
-                del self.candidates[disk_path]
+                self._drop(disk_path)
                 continue
             if not stat.S_ISREG(st.st_mode):
-                del self.candidates[disk_path]
+                self._drop(disk_path)
                 continue
             sig = (st.st_size, st.st_mtime_ns, st.st_ctime_ns)
             if sig != cand.signature:
@@ -135,7 +184,7 @@ class Settler:
             age = wall - max(st.st_mtime, st.st_ctime)
             held = now - cand.since
             if held >= self.settle or (held >= min(self.settle, TICK_SECONDS) and age >= self.settle):
-                del self.candidates[disk_path]
+                self._drop(disk_path)
                 ready.append((disk_path, st))
             else:
                 cand.due = now + min(TICK_SECONDS * 4, max(TICK_SECONDS, self.settle - held))
@@ -158,13 +207,15 @@ class _EventBridge(FileSystemEventHandler):
 
 
 class WatchFolder:
-    """One [[watch]] folder: events + scans -> ready `SeenFile` batches."""
+    """One [[watch]] folder: events or polling + scans -> settled files ->
+    readiness gate -> ready `SeenFile` batches."""
 
     def __init__(
         self,
         config: WatchConfig,
         known: dict[str, tuple[int, int]],
         on_ready: Callable[[list[SeenFile]], None],
+        journal: Journal | None = None,
     ) -> None:
         self.config = config
         self.root = config.path
@@ -172,29 +223,92 @@ class WatchFolder:
         self.on_ready = on_ready
         self.filter = PathFilter(config.include, config.exclude)
         self.settler = Settler(config.settle_seconds)
+        self.gate = make_gate(GateContext(
+            config, self.root, journal, known, self._release, self.arriving, self._look_again,
+        ))
+        self.ready_log = ReadyLog(str(self.root))
+        self.mode = "events"  # or "polling"
         self._observer: Observer | None = None
         self._wake = asyncio.Event()
         self._dirs: list[str] = []
+        self._next_poll = 0.0
+        self._probe_at: float | None = None
         self.scans = 0
+
+    # ---- what others ask ---------------------------------------------------------
 
     @property
     def idle(self) -> bool:
-        """Nothing seen that is still waiting to settle."""
-        return not self.settler and not self._dirs
+        """Nothing seen that is still waiting to settle or to be checked."""
+        return not self.settler and not self._dirs and self.gate.idle
+
+    def arriving(self, offload: str) -> bool:
+        """Files of `offload` are still settling (or a folder of it is unscanned)."""
+        return self.settler.count(offload) > 0 or any(nfc(d.split("/", 1)[0]) == offload for d in self._dirs)
+
+    def unsettled(self, offload: str) -> bool:
+        """The offload is not complete yet as far as the watcher knows: files
+        settling, or held by the readiness rule for a judgement to come."""
+        return self.arriving(offload) or self.gate.busy(offload)
+
+    # ---- starting and stopping ------------------------------------------------------
 
     def start_events(self) -> None:
-        loop = asyncio.get_running_loop()
-        observer = Observer()
-        observer.schedule(_EventBridge(loop, self._on_event), str(self.root), recursive=True)
-        observer.daemon = True
-        observer.start()
-        self._observer = observer
+        """Watch with events where they can be trusted; else poll."""
+        fstype = mounts.filesystem_type(self.root)
+        polling = self.config.polling
+        if polling is True:
+            self._use_polling(fstype, "polling = true in the config")
+        elif polling == "auto" and mounts.is_network(fstype):
+            self._use_polling(fstype, f"{fstype} is a network file system; its events cannot be trusted")
+        else:
+            self._start_observer(fstype)
 
-    def stop(self) -> None:
+    def _start_observer(self, fstype: str | None) -> None:
+        try:  # watchdog takes its inotify instance when built, its watches when started
+            observer = Observer()
+            observer.schedule(_EventBridge(asyncio.get_running_loop(), self._on_event), str(self.root), recursive=True)
+            observer.daemon = True
+            observer.start()
+        except OSError as exc:
+            self._inotify_exhausted(mounts.limit_sysctl(exc), str(exc), fstype)
+            return
+        self._observer = observer
+        if mounts.inotify_watches_exhausted(self.root):
+            self._inotify_exhausted(mounts.WATCH_LIMIT_SYSCTL, "no inotify watch left for new folders", fstype)
+            return
+        log.info("watch_started", watch=str(self.root), mode="events", filesystem=fstype)
+
+    def _use_polling(self, fstype: str | None, reason: str) -> None:
+        self.mode = "polling"
+        self._next_poll = time.monotonic() + self.config.poll_seconds
+        log.info("watch_started", watch=str(self.root), mode="polling", filesystem=fstype, reason=reason,
+                 poll_seconds=self.config.poll_seconds)
+
+    def _inotify_exhausted(self, sysctl: str | None, error: str, fstype: str | None) -> None:
+        """One warning, then polling for this folder."""
+        self._stop_observer()
+        self.mode = "polling"
+        self._next_poll = time.monotonic() + self.config.poll_seconds
+        log.warning(
+            "inotify_limit_reached", watch=str(self.root), error=error, sysctl=sysctl or mounts.WATCH_LIMIT_SYSCTL,
+            mode="polling", poll_seconds=self.config.poll_seconds, filesystem=fstype,
+            fix=f"raise {sysctl or mounts.WATCH_LIMIT_SYSCTL} (sysctl -w {sysctl or mounts.WATCH_LIMIT_SYSCTL}=1048576, "
+                "and in /etc/sysctl.d/ to keep it) and restart triplicate to use events again",
+        )
+
+    def _stop_observer(self) -> None:
         if self._observer is not None:
             self._observer.stop()
             self._observer.join(timeout=5)
             self._observer = None
+
+    def stop(self) -> None:
+        self._stop_observer()
+        self.gate.stop()
+        self.ready_log.maybe_flush(time.monotonic(), force=True)
+
+    # ---- sightings -------------------------------------------------------------------
 
     def _on_event(self, path: str, is_dir: bool) -> None:
         try:
@@ -205,6 +319,8 @@ class WatchFolder:
             return
         if is_dir:
             self._dirs.append(rel)  # a folder moved in whole brings files no event names
+            if self._probe_at is None:
+                self._probe_at = time.monotonic() + PROBE_SECONDS  # new folders take inotify watches
         else:
             self._consider(rel, None)
         self._wake.set()
@@ -213,56 +329,128 @@ class WatchFolder:
         relpath = nfc(disk_path)
         if not self.filter.wanted(relpath):
             return
-        if st is not None and self.known.get(relpath) == (st.st_size, st.st_mtime_ns):
+        if st is not None and self._unchanged(relpath, st):
             return
         self.settler.touch(disk_path, time.monotonic(), st)
 
+    def _unchanged(self, relpath: str, st: os.stat_result) -> bool:
+        version = (st.st_size, st.st_mtime_ns)
+        return self.known.get(relpath) == version or self.gate.holds(relpath, version)
+
+    def changes(self, below: str = "") -> tuple[int, list[tuple[str, os.stat_result]], float]:
+        """Walk the tree: (files seen, the new or changed ones, CPU seconds the
+        walk took). Reads only; safe in a worker thread."""
+        cpu = time.thread_time()
+        count = 0
+        found = []
+        for disk_path, st in scan_tree(self.root, below, self.filter.prune):
+            count += 1
+            relpath = nfc(disk_path)
+            # below the top, the folders of `below` itself were never pruned
+            wanted = self.filter.wanted(relpath) if below else self.filter.wanted_name(relpath, relpath.rsplit("/", 1)[-1])
+            if not wanted:
+                continue
+            if not self._unchanged(relpath, st):
+                found.append((disk_path, st))
+        return count, found, time.thread_time() - cpu
+
+    def _queue(self, found: list[tuple[str, os.stat_result]]) -> None:
+        now = time.monotonic()
+        for disk_path, st in found:
+            self.settler.touch(disk_path, now, st)
+
     def scan(self, below: str = "") -> int:
         """Walk the tree and queue what is new or changed; returns files seen."""
-        count = 0
-        for disk_path, st in scan_tree(self.root, below):
-            count += 1
-            self._consider(disk_path, st)
+        count, found, _ = self.changes(below)
+        self._queue(found)
         if not below:
             self.scans += 1
         return count
 
-    async def full_scan(self) -> int:
-        seen = await asyncio.to_thread(self.scan)
+    async def full_scan(self, reason: str = "scan") -> int:
+        started = time.monotonic()
+        count, found, cpu = await asyncio.to_thread(self.changes)
+        self._queue(found)
+        self.scans += 1
+        fields = {"watch": str(self.root), "files": count, "new": len(found), "mode": self.mode, "reason": reason,
+                  "seconds": round(time.monotonic() - started, 3), "cpu_seconds": round(cpu, 3)}
+        (log.debug if reason == "poll" else log.info)("scan_finished", **fields)
         self._wake.set()
-        return seen
+        return count
+
+    # ---- handing on ------------------------------------------------------------------
 
     def poll(self) -> None:
-        """Scan folders that arrived whole, then hand ready files on."""
+        """Scan folders that arrived whole, hand settled files to the gate, and
+        let the gate look at what it holds."""
         while self._dirs:
             self.scan(self._dirs.pop())
-        ready = self.settler.poll(self.root, time.monotonic())
-        if not ready:
-            return
-        batch = []
-        for disk_path, st in ready:
-            relpath = nfc(disk_path)
-            if self.known.get(relpath) == (st.st_size, st.st_mtime_ns):
+        now = time.monotonic()
+        settled = [Settled(nfc(d), d, st.st_size, st.st_mtime_ns) for d, st in self.settler.poll(self.root, now)]
+        # a version handed on meanwhile (a scan racing a release) is not judged again
+        settled = [f for f in settled if self.known.get(f.relpath) != f.version]
+        if settled:
+            self.gate.settled(settled)
+        self.gate.tick(now)
+        self.ready_log.maybe_flush(now, force=self.idle)
+
+    def _release(self, batch: list[SeenFile]) -> None:
+        fresh = []
+        for item in batch:
+            version = (item.size, item.mtime_ns)
+            if self.known.get(item.relpath) == version:
                 continue
-            self.known[relpath] = (st.st_size, st.st_mtime_ns)
-            batch.append(SeenFile(str(self.root), relpath, st.st_size, st.st_mtime_ns, disk_path))
-        if batch:
-            self.on_ready(batch)
+            self.known[item.relpath] = version
+            fresh.append(item)
+        if fresh:
+            self.ready_log.add(fresh, time.monotonic())
+            self.on_ready(fresh)
 
     def forget(self, relpath: str, disk_path: str) -> None:
         """The journal dropped this version (it changed under a transfer):
         look at the file again."""
         self.known.pop(relpath, None)
+        self._look_again(disk_path)
+
+    def _look_again(self, disk_path: str) -> None:
         self.settler.touch(disk_path, time.monotonic())
         self._wake.set()
 
+    # ---- the loop ----------------------------------------------------------------------
+
     async def run(self) -> None:
-        """Poll candidates while there are any; sleep on events otherwise."""
+        """Poll candidates while there are any; otherwise sleep until an event,
+        the gate's next look, or the next polling scan."""
         while True:
             self.poll()
+            await self._housekeep()
             self._wake.clear()
-            timeout = TICK_SECONDS if self.settler or self._dirs else None
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                await asyncio.wait_for(self._wake.wait(), self._timeout())
             except TimeoutError:
                 pass
+
+    async def _housekeep(self) -> None:
+        now = time.monotonic()
+        if self.mode == "polling" and now >= self._next_poll:
+            await self.full_scan("poll")
+            self._next_poll = time.monotonic() + self.config.poll_seconds
+        if self._observer is not None and not self._observer.is_alive():
+            self._inotify_exhausted(None, "the file event thread stopped", None)
+        if self._probe_at is not None and now >= self._probe_at:
+            self._probe_at = None
+            if self._observer is not None and mounts.inotify_watches_exhausted(self.root):
+                self._inotify_exhausted(mounts.WATCH_LIMIT_SYSCTL, "no inotify watch left for new folders", None)
+                await self.full_scan("events lost")
+
+    def _timeout(self) -> float | None:
+        if self.settler or self._dirs or not self.gate.idle:
+            return TICK_SECONDS
+        waits = [self.gate.next_look(), self.ready_log.due_in(time.monotonic())]
+        now = time.monotonic()
+        if self.mode == "polling":
+            waits.append(max(0.0, self._next_poll - now))
+        if self._probe_at is not None:
+            waits.append(max(0.0, self._probe_at - now))
+        known = [w for w in waits if w is not None]
+        return min(known) if known else None

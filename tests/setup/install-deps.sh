@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Everything the test suite needs besides the Python packages: OpenSSH's sshd
-# (SFTP tests), xxhsum (benchmarks), systemd-analyze (unit file check), and
+# (SFTP tests), sshfs (a FUSE network share), xxhsum (benchmarks), systemd-analyze (unit file check), and
 # Azurite (Azure tests) from npm into .cache/node. Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -12,6 +12,7 @@ command -v xxhsum >/dev/null || need_apt+=(xxhash)
 command -v systemd-analyze >/dev/null || need_apt+=(systemd)
 command -v git >/dev/null || need_apt+=(git)
 command -v setpriv >/dev/null || need_apt+=(util-linux)
+command -v sshfs >/dev/null || need_apt+=(sshfs)  # a real FUSE network share for the polling tests
 if [ ${#need_apt[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"

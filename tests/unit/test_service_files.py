@@ -113,7 +113,7 @@ def test_unit_sections(unit):
 
 
 def test_unit_runs_the_daemon_after_checking_the_config(unit):
-    assert one(unit, "Service", "Type") == "simple"
+    assert one(unit, "Service", "Type") == "notify"
     start = shlex.split(one(unit, "Service", "ExecStart"))
     pre = shlex.split(one(unit, "Service", "ExecStartPre"))
     assert start[0].startswith("/") and start[0].endswith("/triplicate")
@@ -132,6 +132,21 @@ def test_unit_identity_restart_and_stop(unit):
     assert one(unit, "Service", "KillMode") == "mixed"
     # Exit status 2 is a config error (check-config's): restarting cannot fix it.
     assert "2" in one(unit, "Service", "RestartPreventExitStatus").split()
+
+
+def test_unit_readiness_watchdog_and_reload(unit):
+    # Type=notify: started means READY=1 from the daemon's own process (not a helper).
+    assert one(unit, "Service", "NotifyAccess") == "main"
+    # The daemon pings from its event loop every WatchdogSec/2: a hung loop gets restarted
+    # (Restart=on-failure covers a watchdog timeout).
+    assert 10 <= seconds(one(unit, "Service", "WatchdogSec")) <= 300
+    assert one(unit, "Service", "Restart") in ("on-failure", "on-watchdog", "on-abnormal", "always")
+    # READY=1 comes after the first scan of the watch folders, which can be slow.
+    assert seconds(one(unit, "Service", "TimeoutStartSec")) >= 120
+    reload = shlex.split(one(unit, "Service", "ExecReload"))
+    assert reload[0].endswith("/kill") and reload[1:] == ["-HUP", "$MAINPID"]
+    # sd_notify is a datagram on a unix socket.
+    assert "AF_UNIX" in one(unit, "Service", "RestrictAddressFamilies").split()
 
 
 def test_unit_state_logs_environment(unit):
@@ -635,7 +650,28 @@ def test_dockerfile_command_signal_environment(docker_stages):
     assert of(final, "STOPSIGNAL") == ["SIGTERM"]
     env = " ".join(of(final, "ENV"))
     assert re.search(r"\bPYTHONUNBUFFERED=1\b", env)
-    assert not any(w == "HEALTHCHECK" for s in docker_stages for w, _ in s["instructions"])
+
+
+def test_dockerfile_healthcheck_asks_the_daemon(docker_stages):
+    final = final_stage(docker_stages)
+    (check,) = of(final, "HEALTHCHECK")
+    flags_text, _, command = check.partition("CMD ")
+    flags, _ = split_flags(flags_text + "[]")
+    assert seconds(flags["interval"]) <= 60 and seconds(flags["timeout"]) <= 30
+    assert int(flags["retries"]) >= 2
+    assert seconds(flags["start-period"]) >= 60, "the first scan comes before the endpoint opens"
+    argv = json.loads(command)  # exec form: no shell in the slim image is needed
+    assert argv[0] == "triplicate" and argv[-1] == "healthcheck"
+    assert argv[argv.index("--config") + 1] == CONFIG_LINUX
+    for stage in docker_stages[:-1]:
+        assert not of(stage, "HEALTHCHECK")
+
+
+def test_healthcheck_command_exists():
+    from triplicate.cli import build_parser
+
+    args = build_parser().parse_args(["--config", CONFIG_LINUX, "healthcheck"])
+    assert args.func.__name__ == "cmd_healthcheck"
 
 
 # .dockerignore: Docker's rules (patterns from the context root, '*' within a path

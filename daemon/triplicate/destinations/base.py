@@ -19,6 +19,7 @@ from typing import Any, Awaitable, Callable, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..bandwidth import Schedule
 from ..errors import PermanentError
 
 Progress = Callable[[int], None]
@@ -34,6 +35,11 @@ class DestinationConfig(BaseModel):
     media: str = Field(default="disk", description="Media kind of this copy (raid, nas, lto, cloud, ...); counts toward 3-2-1's two media.")
     offsite: bool = Field(default=False, description="True when this copy is in another building; counts toward 3-2-1's one off-site.")
     concurrency: int = Field(default=2, ge=1, le=64, description="Files transferred at once to this destination.")
+    bandwidth: Schedule = Field(
+        default_factory=list,
+        description='Limit, e.g. "200Mbit/s", or rules such as [{ days = "mon-fri", from = "09:00", to = "19:00", '
+        'limit = "200Mbit/s" }, { limit = "unlimited" }]; see bandwidth.py. Default: unlimited.',
+    )
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,8 @@ class SourceFile:
     size: int
     mtime_ns: int
     xxh64: str | None = None  # known hash of this version, None until first read
+    # bandwidth.Throttle of the destination; SourceReader waits on it for every block it hands out
+    limiter: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass
