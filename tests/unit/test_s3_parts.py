@@ -13,16 +13,10 @@ import pytest
 from pydantic import ValidationError
 
 from triplicate.config import load_config
-from triplicate.destinations.s3 import (
-    MAX_PART,
-    MAX_PARTS,
-    MIN_PART,
-    Checksum,
-    S3Config,
-    _classify_answer,
-    _Where,
-    plan_parts,
-)
+from triplicate.destinations.s3 import S3Config
+from triplicate.destinations.s3_checksums import Checksum
+from triplicate.destinations.s3_errors import Where, classify_answer
+from triplicate.destinations.s3_parts import MAX_PART, MAX_PARTS, MIN_PART, plan_parts
 from triplicate.errors import ConfigError, PermanentError, TransientError
 
 MiB, GiB, TiB = 1024**2, 1024**3, 1024**4
@@ -133,7 +127,7 @@ def test_only_crc32c_and_sha256_send_checksum_headers() -> None:
     assert Checksum("none").request_params(b"0" * 16) == {} and Checksum("none").head_params() == {}
 
 
-WHERE = _Where("offsite", "camera-originals", "https://s3.eu-central-003.backblazeb2.com", "the env vars A / B")
+WHERE = Where("offsite", "camera-originals", "https://s3.eu-central-003.backblazeb2.com", "the env vars A / B")
 
 
 def answer(status: int, code: str, message: str = "") -> dict[str, object]:
@@ -141,7 +135,7 @@ def answer(status: int, code: str, message: str = "") -> dict[str, object]:
 
 
 def test_a_b2_checksum_rejection_says_to_set_checksum_none() -> None:
-    error = _classify_answer(answer(400, "InvalidArgument", "Unsupported header 'x-amz-checksum-crc32c' received for this API call."), WHERE, "uploading x")
+    error = classify_answer(answer(400, "InvalidArgument", "Unsupported header 'x-amz-checksum-crc32c' received for this API call."), WHERE, "uploading x")
     assert isinstance(error, PermanentError) and 'checksum = "none"' in str(error)
 
 
@@ -152,7 +146,7 @@ def test_a_b2_checksum_rejection_says_to_set_checksum_none() -> None:
     (404, "NoSuchBucket", PermanentError), (400, "InvalidArgument", PermanentError),
 ])
 def test_errors_are_classified_like_rclone(status: int, code: str, kind: type) -> None:
-    error = _classify_answer(answer(status, code), WHERE, "uploading x")
+    error = classify_answer(answer(status, code), WHERE, "uploading x")
     assert type(error) is kind and "offsite" in str(error)
 
 

@@ -1,0 +1,67 @@
+"""The aioboto3 client of one S3 destination: credentials and SDK settings.
+
+Credentials
+    The standard AWS chain (environment, shared config with `profile`, instance
+    or container role); `access_key_id_env` / `secret_access_key_env` name the
+    environment variables that hold a key pair, for facilities with several
+    accounts. Keys never appear in the TOML, in a message or in a log line.
+    With `endpoint_url` set, requests use path-style addressing, which every
+    S3-compatible store accepts.
+
+botocore's own checksums
+    With checksum "md5" or "none", botocore's default CRC is off
+    (request_checksum_calculation = "when_required"): Backblaze B2, Wasabi and
+    older MinIO reject its x-amz-checksum-crc32 header. Reads are never checked
+    by botocore (response_checksum_validation = "when_required", so no
+    x-amz-checksum-mode header on GET): every read-back is compared with the
+    source's xxh64.
+
+The SDK is imported here only when a client is made, so importing the
+destination registry stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from ..errors import PermanentError
+
+if TYPE_CHECKING:
+    from .s3 import S3Config
+
+
+def new_client(cfg: S3Config) -> Any:
+    """The client, as an async context manager (not yet entered)."""
+    import aioboto3
+    from aiobotocore.config import AioConfig
+
+    session = aioboto3.Session(profile_name=cfg.profile, region_name=cfg.region, **keys_from_env(cfg))
+    legacy = cfg.checksum in ("md5", "none")  # no x-amz-checksum-* unless an operation requires one
+    config = AioConfig(
+        retries={"mode": "standard", "total_max_attempts": 1},  # requests are retried by tenacity, per part
+        connect_timeout=10,
+        read_timeout=120,
+        max_pool_connections=cfg.concurrency * cfg.part_concurrency + 4,
+        request_checksum_calculation="when_required" if legacy else "when_supported",
+        # reads are checked against the source's xxh64, which is stronger than a CRC
+        # and needs no x-amz-checksum-mode header on GET
+        response_checksum_validation="when_required",
+        s3={"addressing_style": "path" if cfg.endpoint_url else "auto"},
+        user_agent_extra="triplicate",
+    )
+    return session.client("s3", endpoint_url=cfg.endpoint_url, region_name=cfg.region, config=config)
+
+
+def keys_from_env(config: S3Config) -> dict[str, str]:
+    """The key pair named by access_key_id_env / secret_access_key_env."""
+    if not config.access_key_id_env or not config.secret_access_key_env:
+        return {}
+    names = (config.access_key_id_env, config.secret_access_key_env)
+    missing = [n for n in names if not os.environ.get(n)]
+    if missing:
+        raise PermanentError(
+            f"destination {config.name!r}: environment variable {' and '.join(missing)} is not set; "
+            "export it in the service's environment (systemd EnvironmentFile, launchd plist)"
+        )
+    return {"aws_access_key_id": os.environ[names[0]], "aws_secret_access_key": os.environ[names[1]]}

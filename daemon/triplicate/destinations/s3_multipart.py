@@ -1,0 +1,166 @@
+"""One multipart upload, driven with the low-level client
+(CreateMultipartUpload, UploadPart with per-part retries,
+CompleteMultipartUpload): aioboto3's `upload_fileobj` aborts the whole upload
+when one part fails, never resumes and does not grow the part size. Up to
+`part_concurrency` parts per file are in flight, each held in memory while it
+is sent: memory is about part_concurrency x part_size per file.
+
+The xxh64 metadata of a multipart upload
+    S3 takes metadata only when the upload is created, before a byte has been
+    read. The alternative, setting it afterwards by copying the object onto
+    itself (CopyObject with MetadataDirective=REPLACE, UploadPartCopy beyond
+    5 GiB), rewrites the whole object on the server, gives it a new checksum to
+    check, and leaves a window in which the final key holds an object without
+    its hash. So when the journal does not know the file's hash yet, one
+    sequential read computes it first and the upload is created with it; the
+    upload's own read hashes the bytes again and `SourceReader.finish` refuses
+    them if they differ. The price is a second read of the source, usually from
+    the page cache and at xxh64's ~5 GB/s far below any uplink; when the hash is
+    known (another destination verified first, or a resumed upload stored it)
+    there is no extra read. Nothing appears under the final key before
+    CompleteMultipartUpload, and it appears with its right metadata.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+from typing import Any
+
+from ..errors import SourceChanged, TransientError, VerificationFailed
+from ..source import SourceReader
+from .base import Receipt, ResumeState, SourceFile
+from .s3_checksums import b64
+from .s3_errors import Missing
+from .s3_parts import PartPlan
+from .s3_requests import Meter
+from .s3_resume import SavedUploads, Upload
+from .s3_source import hash_source, read_part, with_reader
+
+
+class MultipartSender:
+    """Sends one file as a multipart upload, new or resumed, and checks the result."""
+
+    def __init__(self, saved: SavedUploads, part_concurrency: int) -> None:
+        self.saved = saved
+        self.api = saved.api
+        self.stored = saved.stored
+        self.checksum = saved.stored.checksum
+        self.part_concurrency = part_concurrency
+
+    async def put(
+        self, src: SourceFile, full: str, plan: PartPlan, upload: Upload | None, resume: ResumeState, meter: Meter
+    ) -> Receipt:
+        if upload is None:
+            upload = await self._create(src, full, plan, resume)
+        self.api.log.info("s3_upload", key=src.key, size=src.size, parts=plan.count, part_size=plan.part_size,
+                          parts_at_server=len(upload.parts))
+        try:
+            await self._send_parts(upload, resume, meter)
+        except SourceChanged:
+            await self.saved.drop(upload, resume, "source changed")
+            raise
+        upload.completing = True
+        resume.save(upload.state(self.checksum.name))
+        await self._complete(upload)
+        try:
+            evidence = await self.stored.check(src.key, full, src.size, upload.xxh64, upload.digests(), multipart=True)
+        except VerificationFailed:
+            resume.clear()
+            raise
+        return Receipt(key=src.key, size=src.size, xxh64=upload.xxh64, bytes_sent=meter.total, evidence=evidence)
+
+    async def _create(self, src: SourceFile, full: str, plan: PartPlan, resume: ResumeState) -> Upload:
+        xxh64 = src.xxh64
+        if xxh64 is None:  # the metadata needs it now: a first read (see the module's docstring)
+            xxh64 = await asyncio.to_thread(hash_source, src)
+            self.api.log.info("s3_source_hashed_first", key=src.key, size=src.size)
+        answer = await self.api.request(
+            "create_multipart_upload", f"starting the upload of {src.key}", Key=full,
+            **self.api.new_object(xxh64, src.mtime_ns), **self.checksum.create_params(),
+        )
+        upload = Upload(src, full, plan, xxh64, answer["UploadId"])
+        resume.save(upload.state(self.checksum.name))  # before any part: a kill now leaves no unknown upload
+        return upload
+
+    async def _send_parts(self, upload: Upload, resume: ResumeState, meter: Meter) -> None:
+        hashed = dataclasses.replace(upload.src, xxh64=upload.xxh64)  # the read must hash to the metadata
+        pool = _PartPool(self.part_concurrency)
+        with SourceReader(hashed) as reader:
+            try:
+                for number in range(1, upload.plan.count + 1):
+                    offset, length = upload.plan.span(number)
+                    if number in upload.parts:  # already at the server: hash it, don't send it
+                        await with_reader(reader.skip_to, offset + length)
+                        continue
+                    await pool.reserve()
+                    data, digest = await with_reader(read_part, reader, length, self.checksum)
+                    pool.start(self._send_part(upload, number, data, digest, resume, meter))
+                await pool.drain()
+            finally:
+                await pool.cancel()
+            await with_reader(reader.finish)
+
+    async def _send_part(
+        self, upload: Upload, number: int, data: bytes, digest: bytes, resume: ResumeState, meter: Meter
+    ) -> None:
+        what = f"uploading part {number}/{upload.plan.count} of {upload.src.key}"
+        try:
+            answer = await self.api.request(
+                "upload_part", what, body=data, sent=meter, Key=upload.full, UploadId=upload.upload_id,
+                PartNumber=number, ContentLength=len(data), **self.checksum.request_params(digest),
+            )
+        except Missing:  # aborted by someone else (or a lifecycle rule): the next attempt starts over
+            raise TransientError(f"destination {self.api.name!r}: the upload vanished at the server while {what}") from None
+        upload.parts[number] = (answer["ETag"], b64(digest), len(data))
+        resume.save(upload.state(self.checksum.name))  # on the event loop: the part is durable now
+
+    async def _complete(self, upload: Upload) -> None:
+        if sorted(upload.parts) != list(range(1, upload.plan.count + 1)):  # never assemble a partial object
+            raise TransientError(f"destination {self.api.name!r}: parts missing before completing {upload.src.key}")
+        parts = [
+            {"PartNumber": n, "ETag": etag, **self.checksum.part_entry(base64.b64decode(digest))}
+            for n, (etag, digest, _) in sorted(upload.parts.items())
+        ]
+        try:
+            await self.api.request(
+                "complete_multipart_upload", f"completing the upload of {upload.src.key}", Key=upload.full,
+                UploadId=upload.upload_id, MultipartUpload={"Parts": parts},
+            )
+        except Missing:
+            pass  # an earlier try completed it but its answer was lost; the check below decides
+
+
+class _PartPool:
+    """Part uploads in flight: at most `limit` at once (each holds its bytes),
+    and the first failure stops the rest."""
+
+    def __init__(self, limit: int) -> None:
+        self.slots = asyncio.Semaphore(limit)
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def reserve(self) -> None:
+        await self.slots.acquire()
+        self.raise_failure()
+
+    def start(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(lambda _: self.slots.release())
+
+    def raise_failure(self) -> None:
+        for task in self.tasks:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+
+    async def drain(self) -> None:
+        try:
+            await asyncio.gather(*self.tasks)
+        finally:
+            await self.cancel()
+
+    async def cancel(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)  # also collects every failure

@@ -1,0 +1,192 @@
+"""The requests one S3 destination makes: each retried a few times on
+transient errors (the SDK's own retries are off), SDK errors mapped by
+s3_errors.py, request bodies that count the bytes really sent.
+
+Two levels of retry, as litestream does: a request (one part, one HEAD) is
+retried here within seconds; the scheduler retries the whole copy with its
+longer backoff.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..errors import TransientError
+from .base import Progress
+from .s3_client import new_client
+from .s3_errors import Missing, Where, classify, no_such_bucket, sdk_errors
+from .s3_source import READ_CHUNK
+
+if TYPE_CHECKING:
+    from .s3 import S3Config
+
+
+class S3Api:
+    """The client of one destination (`client` is None until `open`), bound to its bucket."""
+
+    def __init__(self, config: S3Config, where: Where, log: Any) -> None:
+        self.config = config
+        self.name = config.name
+        self.bucket = config.bucket
+        self.where = where
+        self.log = log
+        self.client: Any = None
+        self._stack: contextlib.AsyncExitStack | None = None
+
+    async def open(self) -> None:
+        """Makes the client and checks that the bucket answers."""
+        if self.client is not None:
+            return
+        stack = contextlib.AsyncExitStack()
+        try:
+            self.client = await stack.enter_async_context(new_client(self.config))
+            self.client.meta.events.register("before-send.s3", _arm_body)
+            self._stack = stack
+            await self._check_bucket()
+        except BaseException as exc:
+            self.client, self._stack = None, None
+            await stack.aclose()
+            if isinstance(exc, sdk_errors()):
+                raise classify(exc, self.where, "connecting") from None
+            raise
+
+    async def _check_bucket(self) -> None:
+        try:
+            await self.request("head_bucket", "checking the bucket")
+        except Missing:
+            raise no_such_bucket(self.where) from None
+
+    async def close(self) -> None:
+        stack, self._stack, self.client = self._stack, None, None
+        if stack is not None:
+            await stack.aclose()
+
+    async def request(
+        self, operation: str, what: str, *, body: bytes | None = None,
+        sent: Callable[[int], None] | None = None, **params: Any,
+    ) -> dict[str, Any]:
+        """One request on the bucket, retried a few times on transient errors; SDK
+        errors come out as TransientError / PermanentError (Missing for "not there")."""
+        from tenacity import AsyncRetrying
+
+        call = getattr(self.client, operation)
+        params["Bucket"] = self.bucket
+        async for attempt in AsyncRetrying(**self._retry_policy(what)):
+            with attempt:
+                if body is not None:
+                    params["Body"] = _Body(body, sent or (lambda n: None))  # fresh per try
+                try:
+                    answer: dict[str, Any] = await call(**params)
+                except sdk_errors() as exc:
+                    raise classify(exc, self.where, what) from None
+                return answer
+        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+
+    async def head(self, full: str, **params: Any) -> dict[str, Any] | None:
+        """HeadObject of `full`; None when there is no such object."""
+        try:
+            return await self.request("head_object", f"looking up {full}", Key=full, **params)
+        except Missing:
+            return None
+
+    async def read_object(self, full: str, what: str, sink: Callable[[bytes], None]) -> int:
+        """Streams the object into `sink` and returns its length; a dropped
+        connection continues from the last byte read, pinned to the same ETag."""
+        from tenacity import AsyncRetrying
+
+        position = _Position()
+        async for attempt in AsyncRetrying(**self._retry_policy(what)):
+            with attempt:
+                await self._stream(full, position, sink, what)
+        return position.offset
+
+    async def _stream(self, full: str, position: _Position, sink: Callable[[bytes], None], what: str) -> None:
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": full}
+        if position.offset:
+            params.update(Range=f"bytes={position.offset}-", IfMatch=position.etag)
+        try:
+            answer = await self.client.get_object(**params)
+            position.etag = position.etag or answer.get("ETag")
+            body = answer["Body"]
+            async with body:
+                while chunk := await body.read(READ_CHUNK):
+                    sink(chunk)
+                    position.offset += len(chunk)
+        except sdk_errors() as exc:
+            raise classify(exc, self.where, what) from None
+
+    def new_object(self, xxh64: str, mtime_ns: int | None) -> dict[str, Any]:
+        """What every object this destination creates carries: the source's
+        xxh64 and mtime (nanoseconds, as a decimal string) as metadata, and the
+        storage class when one is set."""
+        meta = {"xxh64": xxh64}
+        if mtime_ns is not None:
+            meta["mtime"] = str(mtime_ns)
+        storage = {"StorageClass": self.config.storage_class} if self.config.storage_class else {}
+        return {"Metadata": meta, **storage}
+
+    def _retry_policy(self, what: str) -> dict[str, Any]:
+        from tenacity import retry_if_exception_type, stop_after_attempt, wait_random_exponential
+
+        def before_sleep(state: Any) -> None:
+            self.log.warning("s3_request_retry", what=what, attempt=state.attempt_number,
+                             error=str(state.outcome.exception()))
+
+        return {
+            "retry": retry_if_exception_type(TransientError),
+            "stop": stop_after_attempt(4),
+            "wait": wait_random_exponential(multiplier=0.5, max=8),
+            "before_sleep": before_sleep,
+            "reraise": True,
+        }
+
+
+@dataclass
+class _Position:
+    """How far a streamed read got, and the ETag it is pinned to."""
+
+    offset: int = 0
+    etag: str | None = None
+
+
+# ---- request bodies that report progress -----------------------------------------
+
+
+class _Body(io.BytesIO):
+    """One request's body. Bytes count as sent when the HTTP layer reads them
+    to write them to the socket; botocore reads the body before that (payload
+    signing), so counting starts only when the before-send hook arms it."""
+
+    def __init__(self, data: bytes, sent: Callable[[int], None]) -> None:
+        super().__init__(data)  # shares `data` (bytes) without copying
+        self.armed = False
+        self._sent = sent
+
+    def read(self, size: int | None = -1) -> bytes:
+        chunk = super().read(size)
+        if self.armed and chunk:
+            self._sent(len(chunk))
+        return chunk
+
+
+def _arm_body(request: Any, **_: Any) -> None:
+    body = getattr(request, "body", None)
+    if isinstance(body, _Body):
+        body.armed = True
+
+
+@dataclass
+class Meter:
+    """Bytes sent in one `put`, passed on to the caller's progress."""
+
+    progress: Progress | None
+    total: int = 0
+
+    def __call__(self, n: int) -> None:
+        self.total += n
+        if self.progress is not None:
+            self.progress(n)
