@@ -20,6 +20,7 @@ from .destinations import registry
 from .bandwidth import Throttle, limit_at
 from .destinations.base import Destination
 from .journal import CopyJob, Journal, SeenFile
+from .logs import log_loop_errors
 from .http_api import token_problem
 from .manifests import ManifestWriter
 from .operations import Operations
@@ -105,6 +106,7 @@ class Daemon:
     async def run(self) -> int:
         """Returns the exit code: 0 when every copy is verified (once), else 1."""
         loop = asyncio.get_running_loop()
+        log_loop_errors(loop)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
         if not self.once:
@@ -122,8 +124,7 @@ class Daemon:
             watcher.start_events()
             tasks.append(asyncio.create_task(watcher.run(), name=f"watch-{watcher.root}"))
         for watcher in self.watchers:
-            files = await watcher.full_scan("start-up")
-            log.info("scan_done", watch=str(watcher.root), files=files, to_check=len(watcher.settler))
+            await watcher.full_scan("start-up")
         tasks.append(asyncio.create_task(self._housekeeping()))
         await self.ops.start()
         try:

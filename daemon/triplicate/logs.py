@@ -6,6 +6,7 @@ last line of defence; destinations never put secrets into events anyway.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from typing import Any
@@ -41,3 +42,18 @@ def configure(log_format: str = "console", level: str = "info") -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
+
+
+def log_loop_errors(loop: asyncio.AbstractEventLoop) -> None:
+    """Errors asyncio reports itself (a library's task whose exception nobody
+    retrieved, as asyncssh's parallel writes leave when a connection drops)
+    become one log event instead of a multi-line traceback in the log stream."""
+
+    def report(_: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        structlog.get_logger("triplicate.asyncio").warning(
+            "asyncio_error", message=str(context.get("message", "")),
+            error=f"{type(exc).__name__}: {exc}" if exc is not None else None,
+        )
+
+    loop.set_exception_handler(report)

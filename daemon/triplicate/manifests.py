@@ -14,6 +14,7 @@ import hashlib
 import socket
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterable
 
 import structlog
 
@@ -116,9 +117,14 @@ class ManifestWriter:
 
 
 def _signature(rows: list) -> str:
+    return content_signature((r["relpath"], r["xxh64"]) for r in rows)
+
+
+def content_signature(files: Iterable[tuple[str, str | None]]) -> str:
+    """What a generation records, as one value: paths and hashes in path order."""
     digest = hashlib.sha256()
-    for r in rows:
-        digest.update(f"{r['relpath']}\0{r['xxh64']}\n".encode())
+    for path, xxh64 in files:
+        digest.update(f"{path}\0{xxh64}\n".encode())
     return digest.hexdigest()
 
 

@@ -17,6 +17,7 @@ from . import milestones, offload_checks
 from .bandwidth import limit_at
 from .config import Config
 from .journal import Journal
+from .manifests import content_signature
 
 THROUGHPUT_WINDOW = 300.0  # seconds of verified copies that give the journal's recent throughput
 
@@ -61,6 +62,7 @@ class OffloadStatus(BaseModel):
     verified_bytes: dict[str, int] = {}  # name -> bytes of this offload verified there
     # every file verified at every destination, 3-2-1 met, and the daemon saw the offload complete
     safe_to_format: bool = False
+    mhl_behind: list[str] = []  # destinations whose ASC MHL history does not yet list the current files
     unsafe_reasons: list[str] = []  # why not, in words
     eta_seconds: float | None = None  # until every destination holds it, at current throughput
     # readiness of the source (readiness.py): waiting | checking | ready | source_mismatch | accepted | mhl_invalid
@@ -104,6 +106,7 @@ def collect(config: Config, journal: Journal, live: LiveFigures | None = None) -
         per_offload[(0, watch, name)] = []  # held back whole: no file handed on yet
     for (offload_id, watch, name), members in per_offload.items():
         o = _offload(config, watch, name, members)
+        o.mhl_behind = _mhl_behind(journal, offload_id, members)
         _apply_readiness(o, readiness.get((watch, name)))
         o.sequences = _sequences(members)
         _judge_safety(config, o, members, marks.get(offload_id))
@@ -123,6 +126,7 @@ def offload_status(config: Config, journal: Journal, offload_id: int) -> tuple[O
     _, per_offload = _files(journal, offload_id)
     for (_, watch, name), members in per_offload.items():
         o = _offload(config, watch, name, members)
+        o.mhl_behind = _mhl_behind(journal, offload_id, members)
         _apply_readiness(o, _readiness(journal, watch, name).get((watch, name)))
         return o, members
     return None
@@ -234,9 +238,28 @@ def unverified_reasons(config: Config, o: OffloadStatus, members: list[FileStatu
             reasons.append(f"{left} file(s) not yet verified at {dest}")
     if not o.rule_321_met:
         reasons.append("3-2-1 needs " + ", ".join(o.missing))
+    if o.mhl_behind:
+        reasons.append("ASC MHL generation not yet written at " + ", ".join(o.mhl_behind))
     if o.state not in ("ready", "accepted"):
         reasons.append(f"the source is {o.state}" + (f": {o.state_detail}" if o.state_detail else ""))
     return reasons
+
+
+def _mhl_behind(journal: Journal, offload_id: int, members: list[FileStatus]) -> list[str]:
+    """Destinations holding every file verified whose last ASC MHL generation
+    does not list exactly the current files and hashes (loose files carry no
+    history, so they are never behind)."""
+    if not offload_id or not members or all("/" not in f.path for f in members):
+        return []
+    current = content_signature((f.path, f.xxh64) for f in members)
+    dests = {d for f in members for d in f.destinations}
+    behind = []
+    for dest in sorted(dests):
+        if all(f.destinations.get(dest) == "verified" for f in members):
+            last = journal.last_generation(offload_id, dest)
+            if last is None or last[1] != current:
+                behind.append(dest)
+    return behind
 
 
 def _judge_safety(config: Config, o: OffloadStatus, members: list[FileStatus], marked: str | None) -> None:

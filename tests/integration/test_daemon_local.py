@@ -139,6 +139,12 @@ def test_folder_dropped_into_running_daemon(tmp_path: Path) -> None:
     assert elapsed < 10
     events = log_events(out)
     assert any(e["event"] == "daemon_stopped" for e in events), "SIGTERM stops it gracefully"
+    names = [e["event"] for e in events]
+    assert "offload_safe" in names, "the card is declared safe to format"
+    written = [i for i, n in enumerate(names) if n == "mhl_generation_written"]
+    assert len(written) == 2 and max(written) < names.index("offload_safe"), (
+        "safe to format only once every destination's ASC MHL history lists the files"
+    )
     for e in events:
         if e["event"] == "copy_verified":
             assert {"offload", "file", "destination"} <= set(e), "every transfer line names offload, file, destination"
