@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import json
 import os
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -203,7 +204,27 @@ def cmd_retry(args: argparse.Namespace) -> int:
     finally:
         journal.close()
     print(f"{count} cop{'y' if count == 1 else 'ies'} queued to retry now")
+    _wake_daemon(config.daemon.journal_path())
     return EXIT_OK
+
+
+def _wake_daemon(journal: Path) -> None:
+    """A running daemon sleeps through a destination's slow-schedule pause
+    unless told (SIGUSR1); without one, the next `run` picks the rows up."""
+    import signal
+
+    from .pidfile import running_pid
+
+    pid = running_pid(journal)
+    if pid is None:
+        return
+    try:
+        os.kill(pid, signal.SIGUSR1)
+    except PermissionError:
+        print(f"triplicate: not allowed to signal the running daemon (pid {pid}); it retries them on its "
+              "own schedule — run this as its user or root to make it retry now", file=sys.stderr)
+        return
+    print(f"the running daemon (pid {pid}) tries them now")
 
 
 def cmd_accept(args: argparse.Namespace) -> int:
@@ -309,12 +330,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _journal_trouble(args: argparse.Namespace, exc: sqlite3.DatabaseError) -> str:
+    from .journal import damaged
+
+    path = _load(args).daemon.journal_path()
+    if "full" in str(exc):
+        return f"journal {path}: {exc}; free space on its disk, then start again"
+    return damaged(path, str(exc))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
     except JournalError as exc:
         _fail([str(exc)])
+    except sqlite3.DatabaseError as exc:  # found in the middle of a command, not at opening
+        _fail([_journal_trouble(args, exc)])
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `triplicate status | head`: the reader has what it wanted

@@ -14,6 +14,7 @@ from typing import Any, Literal
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
+from .config_secrets import pasted_secrets
 from .destinations.registry import AnyDestinationConfig
 from .errors import ConfigError
 from .fields import ConfigPath
@@ -85,6 +86,10 @@ class DaemonSettings(_Strict):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     rescan_seconds: float = Field(default=300.0, gt=0, description="Full rescan of every watch folder, for events the OS lost.")
     shutdown_grace_seconds: float = Field(default=20.0, ge=0, description="How long a stop waits for copies in progress.")
+    allow_readable_secrets: bool = Field(
+        default=False, description="Start even when a secret in or beside the config (a webhook URL, an SFTP key "
+        "file) is readable by other users; each one is logged as a warning instead (config_secrets.py).",
+    )
     retry: RetrySettings = RetrySettings()
 
     def journal_path(self) -> Path:
@@ -168,7 +173,7 @@ def _reference_problems(config: Config) -> list[str]:
                     f"watch[{i}].path {watch.path} and destination {dest.name!r} path {root} overlap; "
                     "copies would be watched and copied again — use separate folders"
                 )
-    return problems
+    return problems + pasted_secrets(config)
 
 
 def _overlaps(a: Path, b: Path) -> bool:
@@ -213,6 +218,8 @@ def describe_errors(exc: ValidationError, raw: dict[str, Any]) -> list[str]:
             sentences.extend(part.strip() for part in msg.removeprefix("Value error, ").split("\n"))
         else:
             shown = f" (got {err['input']!r})" if not isinstance(err.get("input"), (dict, list)) else ""
+            if err["loc"] and str(err["loc"][-1]).endswith("_env"):
+                shown = ""  # a *_env setting may hold a pasted secret: never echo it
             sentences.append(f"{key}: {msg.removeprefix('Value error, ')}{shown}")
     return sentences
 

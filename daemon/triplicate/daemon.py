@@ -13,7 +13,7 @@ import time
 
 import structlog
 
-from . import offload_checks
+from . import config_secrets, offload_checks
 from .config import Config, WatchConfig
 from . import pidfile
 from .destinations import registry
@@ -44,7 +44,10 @@ def preflight(config: Config) -> list[str]:
     token = token_problem(config.http, where)
     if token:
         problems.append(token)
-    return problems
+    exposed, allowed = config_secrets.problems(config)
+    for sentence in allowed:
+        log.warning("secret_readable_by_others", problem=sentence)
+    return problems + exposed
 
 
 class Daemon:
@@ -103,6 +106,14 @@ class Daemon:
     def request_stop(self) -> None:
         self._stop.set()
 
+    def retry_now(self) -> None:
+        """SIGUSR1 from `triplicate retry`: rows it made due are tried now,
+        not when a destination's pause for an error that needed a person ends."""
+        log.info("retry_requested")
+        for runner in self.runners.values():
+            runner.paused_until = 0.0
+            runner.wake.set()
+
     async def run(self) -> int:
         """Returns the exit code: 0 when every copy is verified (once), else 1."""
         loop = asyncio.get_running_loop()
@@ -111,6 +122,7 @@ class Daemon:
             loop.add_signal_handler(sig, self.request_stop)
         if not self.once:
             loop.add_signal_handler(signal.SIGHUP, self.ops.request_reload)
+            loop.add_signal_handler(signal.SIGUSR1, self.retry_now)
             pidfile.write(self.journal.path)
         recovered = self.journal.recover()
         if self.once:

@@ -35,6 +35,13 @@ class PermanentError(TriplicateError):
     a missing bucket, an unreadable source file)."""
 
 
+class CopyRefused(PermanentError):
+    """This one file cannot be stored at this destination as it is (a name
+    that could escape the root, a size over the service's limit). Retried on
+    the slow schedule or by `triplicate retry`, like any PermanentError, but
+    the destination goes on with its other files meanwhile."""
+
+
 class SourceUnreadable(PermanentError):
     """The source file cannot be read (permissions, I/O error, gone). The copy
     is marked failed: no destination can help."""

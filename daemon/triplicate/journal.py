@@ -23,6 +23,7 @@ file is lost and nothing is claimed verified that was not.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -170,6 +171,10 @@ class Journal:
     def _connect(path: Path) -> sqlite3.Connection:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            if path.exists():
+                _refuse_unusable(path)
+            else:
+                _create(path)
             db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA busy_timeout = 10000")
             db.execute("PRAGMA journal_mode = WAL")
@@ -181,7 +186,8 @@ class Journal:
                     f"journal {path} was written by a newer triplicate (schema {version}); upgrade triplicate"
                 )
             db.executescript(SCHEMA)
-            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            if version != SCHEMA_VERSION:  # only then: opening never writes to a journal that is in order
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except sqlite3.DatabaseError as exc:
             raise JournalError(
                 f"journal {path} cannot be used ({exc}); it is damaged or not a triplicate journal — "
@@ -200,7 +206,11 @@ class Journal:
     # ---- start-up --------------------------------------------------------
 
     def recover(self) -> int:
-        """Rows a previous process left `transferring` go back to `pending`."""
+        """Check the file, then rows a previous process left `transferring`
+        go back to `pending`."""
+        found = [r[0] for r in self.db.execute("PRAGMA quick_check(3)")]
+        if found != ["ok"]:
+            raise JournalError(damaged(self.path, " ".join(" ".join(found).split())[:300]))
         with self._tx():
             cur = self.db.execute(
                 "UPDATE copies SET state = 'pending', updated_at = ? WHERE state = 'transferring'", (time.time(),)
@@ -491,3 +501,47 @@ class _Transaction:
 
 def open_journal(path: Path) -> Journal:
     return Journal(path)
+
+
+def damaged(path: Path, what: str) -> str:
+    return (f"journal {path} is damaged ({what}); restore it from a backup, or move it aside to start a new one "
+            "(copies already at the destinations are checked, not re-sent)")
+
+
+def _refuse_unusable(path: Path) -> None:
+    """An existing journal that cannot be used must stop the start, never be
+    replaced: an empty file is a truncated journal (triplicate never leaves one
+    behind, see _create), not a new one."""
+    try:
+        with open(path, "r+b"):
+            pass
+    except PermissionError as exc:
+        raise JournalError(
+            f"journal {path} cannot be read and written by this user ({exc.strerror}); "
+            "give the daemon's user read and write access to it and to its folder"
+        ) from None
+    if path.stat().st_size == 0:
+        raise JournalError(damaged(path, "the file is empty: it was truncated"))
+
+
+def _create(path: Path) -> None:
+    """A new journal appears whole or not at all: built under a temporary name
+    and linked into place (never over a journal another process made)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.new")
+    tmp.unlink(missing_ok=True)
+    db = sqlite3.connect(tmp, isolation_level=None)
+    try:
+        db.execute("PRAGMA journal_mode = WAL")
+        db.executescript(SCHEMA)
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    finally:
+        db.close()  # checkpoints: everything is in the main file
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass  # another process made it first: theirs is used
+    except OSError:  # a file system without hard links
+        if not path.exists():
+            os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

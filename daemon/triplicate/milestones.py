@@ -83,6 +83,7 @@ class OffloadMilestones:
         self.write_reports = write_reports  # (offload id, safe) -> True when written everywhere due
         self.before_look = before_look  # lets ASC MHL generations in progress land first
         self._wanted: set[int] = set()
+        self._not_before: dict[int, float] = {}  # offload id -> monotonic time its next look may start
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -104,23 +105,40 @@ class OffloadMilestones:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            spent = 0.0
             while self._wanted:
-                offload_id = self._wanted.pop()
+                offload_id = await self._next_due()
                 await self.before_look()  # generations scheduled by the copies that asked for this look
                 began = time.monotonic()
                 try:
                     await self.look(offload_id)
                 except Exception:  # a report that cannot be written must not stop the daemon
                     log.exception("milestone_check_crashed", offload_id=offload_id)
-                spent += time.monotonic() - began
+                self._paused(offload_id, began)
+                await asyncio.sleep(0)  # copies go on between looks (a restart looks at every offload)
             if not self._wanted:
                 self._idle.set()
-            # A look reads the whole offload on the event loop, and every verified
-            # copy asks for one: without a pause, an offload of N files landing
-            # one by one costs N looks of N rows and starves the copies. Pausing
-            # LOOK_PACE times as long keeps looks under 1/(1+LOOK_PACE) of the loop.
-            await asyncio.sleep(spent * LOOK_PACE)
+
+    async def _next_due(self) -> int:
+        """A wanted offload whose pause is over, waiting for one if need be.
+
+        A look reads the whole offload on the event loop, and every verified
+        copy asks for one: without a pause, an offload of N files landing one
+        by one costs N looks of N rows and starves the copies. After a look,
+        the same offload waits LOOK_PACE times as long as the look took, so
+        looks stay under 1/(1+LOOK_PACE) of the loop; other offloads do not wait."""
+        while True:
+            now = time.monotonic()
+            for offload_id in self._wanted:
+                if self._not_before.get(offload_id, 0.0) <= now:
+                    self._wanted.discard(offload_id)
+                    return offload_id
+            await asyncio.sleep(min(self._not_before[o] for o in self._wanted) - now)
+
+    def _paused(self, offload_id: int, began: float) -> None:
+        ended = time.monotonic()
+        if len(self._not_before) > 1000:  # forget pauses that are over
+            self._not_before = {o: t for o, t in self._not_before.items() if t > ended}
+        self._not_before[offload_id] = ended + (ended - began) * LOOK_PACE
 
     async def look(self, offload_id: int) -> None:
         from .status import unverified_reasons, offload_status  # status imports this module

@@ -23,5 +23,6 @@ class Backoff:
     def delay(self, attempts: int) -> float:
         """Exponential with +-20% jitter (so a recovered server is not hit by
         every waiting copy at the same instant), capped."""
-        base = min(self.cap, self.first * 2 ** max(0, attempts - 1))
+        # the exponent is bounded: after a long outage 2**attempts overflows a float
+        base = min(self.cap, self.first * 2 ** min(max(0, attempts - 1), 64))
         return base * random.uniform(0.8, 1.2)

@@ -16,6 +16,7 @@ import structlog
 
 from .destinations.base import Destination, Receipt, SourceFile
 from .errors import (
+    CopyRefused,
     PermanentError,
     SourceChanged,
     SourceUnreadable,
@@ -220,6 +221,8 @@ class DestinationRunner:
             self.journal.record_failed(job.copy_id, str(exc))
             jlog.error("source_unreadable", error=str(exc))
             self._emit("file_failed", offload=job.offload, file=job.relpath, error=str(exc))
+        except CopyRefused as exc:  # this file only: no pause, and not the destination's failure
+            self._retry_later(job, exc, "permanent", jlog, counts=False)
         except PermanentError as exc:
             self._retry_later(job, exc, "permanent", jlog)
             self.paused_until = time.time() + self.backoff.permanent
@@ -252,8 +255,9 @@ class DestinationRunner:
                    bytes_sent=receipt.bytes_sent, seconds=seconds, skipped=receipt.skipped)
         self.on_verified(job)
 
-    def _retry_later(self, job: CopyJob, exc: Exception, kind: str, jlog: Any) -> None:
-        self._count_outcome(exc)
+    def _retry_later(self, job: CopyJob, exc: Exception, kind: str, jlog: Any, counts: bool = True) -> None:
+        if counts:
+            self._count_outcome(exc)
         delay = self.backoff.permanent if kind == "permanent" else self.backoff.delay(job.attempts)
         self.journal.record_retry(job.copy_id, str(exc), kind, time.time() + delay)
         if self.once_attempts is not None and self.tried[job.copy_id] >= self.once_attempts:

@@ -31,6 +31,7 @@ class SourceReader:
         self.digest = new_digest("xxh64")
         self.bytes_read = 0
         self._fd = -1
+        self._ctime_ns: int | None = None  # when the read began
 
     def __enter__(self) -> "SourceReader":
         self.open()
@@ -47,6 +48,9 @@ class SourceReader:
         except OSError as exc:
             raise SourceUnreadable(f"cannot read source file {self.src.path}: {exc.strerror}") from None
         self._check_unchanged("before reading")
+        # Size and mtime can be put back after a rewrite in place (rsync
+        # --inplace -t); the change time cannot, so it must hold still too.
+        self._ctime_ns = os.fstat(self._fd).st_ctime_ns
         advise_sequential(self._fd)
 
     def close(self) -> None:
@@ -60,13 +64,14 @@ class SourceReader:
 
     def _check_unchanged(self, when: str) -> None:
         try:
-            now = _signature(os.fstat(self._fd))
-            on_disk = _signature(os.stat(self.src.path))
+            opened, named = os.fstat(self._fd), os.stat(self.src.path)
         except FileNotFoundError:
             raise SourceChanged(f"source file was removed {when}: {self.src.path}") from None
         expected = (self.src.size, self.src.mtime_ns)
-        if now != expected or on_disk != expected:
+        if _signature(opened) != expected or _signature(named) != expected:
             raise SourceChanged(f"source file changed {when}: {self.src.path}")
+        if self._ctime_ns is not None and (opened.st_ctime_ns, named.st_ctime_ns) != (self._ctime_ns,) * 2:
+            raise SourceChanged(f"source file was rewritten {when} (same size and mtime, new change time): {self.src.path}")
 
     def read_block(self) -> bytes:
         """The next block, hashed; b"" at the end."""

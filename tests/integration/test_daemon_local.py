@@ -133,6 +133,8 @@ def test_folder_dropped_into_running_daemon(tmp_path: Path) -> None:
             (root / "B001/ascmhl/ascmhl_chain.xml").exists() for root in setup.destinations.values()
         ), 30, "both destinations to hold B001 with its history")
         elapsed = time.monotonic() - started
+        wait_for(lambda: any(o["name"] == "B001" and o["safe_to_format"] for o in setup.status()["offloads"]),
+                 30, "B001 to be declared safe to format")
     finally:
         out = stop(daemon)
     print(f"folder dropped -> verified at both destinations with MHL in {elapsed:.2f} s")

@@ -91,7 +91,7 @@ import structlog
 from pydantic import Field, field_validator, model_validator
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential, wait_random
 
-from ..errors import PermanentError, SourceChanged, TransientError, VerificationFailed
+from ..errors import CopyRefused, PermanentError, SourceChanged, TransientError, VerificationFailed
 from ..fields import ByteSize
 from ..hashing import new_digest
 from ..source import SourceReader
@@ -226,7 +226,7 @@ def plan_blocks(size: int, block_size: int) -> _Plan:
     needed = math.ceil(size / MAX_BLOCKS)
     grown = max(block_size, math.ceil(needed / MiB) * MiB)
     if grown > MAX_BLOCK_SIZE:
-        raise PermanentError(f"file of {size} bytes exceeds Azure's block blob limit of 50,000 blocks of 4000 MiB")
+        raise CopyRefused(f"file of {size} bytes exceeds Azure's block blob limit of 50,000 blocks of 4000 MiB")
     return _Plan(size, grown, max(1, math.ceil(size / grown)))
 
 

@@ -20,7 +20,7 @@ from typing import Any, Awaitable, Callable, Protocol, runtime_checkable
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..bandwidth import Schedule
-from ..errors import PermanentError
+from ..errors import CopyRefused
 
 Progress = Callable[[int], None]
 """Called with the number of bytes just sent; must be cheap and never raise."""
@@ -167,8 +167,8 @@ Opener = Callable[[], Awaitable[None]]
 def check_key(key: str) -> str:
     """Refuse keys that could escape a destination root."""
     if not key or key.startswith("/") or "\\" in key:
-        raise PermanentError(f"refusing key {key!r}: keys are relative POSIX paths")
+        raise CopyRefused(f"refusing key {key!r}: keys are relative POSIX paths")
     parts = key.split("/")
     if any(p in ("", ".", "..") for p in parts):
-        raise PermanentError(f"refusing key {key!r}: empty, '.' or '..' segments could escape the destination root")
+        raise CopyRefused(f"refusing key {key!r}: empty, '.' or '..' segments could escape the destination root")
     return key

@@ -32,7 +32,7 @@ import structlog
 import xxhash
 from pydantic import Field, field_validator, model_validator
 
-from ..errors import PermanentError, TransientError, TriplicateError, VerificationFailed
+from ..errors import CopyRefused, PermanentError, TransientError, TriplicateError, VerificationFailed
 from ..fields import ByteSize
 from .base import (
     DestinationConfig,
@@ -151,7 +151,7 @@ class S3Destination:
     def _full(self, key: str) -> str:
         full = self.config.prefix + check_key(key)
         if len(full.encode()) > 1024:
-            raise PermanentError(
+            raise CopyRefused(
                 f"destination {self.name!r}: key {full!r} is longer than S3's 1024 bytes; use a shorter prefix"
             )
         return full

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..errors import PermanentError
+from ..errors import CopyRefused
 from ..fields import format_size
 
 MiB = 1024**2
@@ -41,7 +41,7 @@ def plan_parts(size: int, part_size: int) -> PartPlan:
     """Parts for an object of `size` bytes: `part_size` clamped to S3's limits
     and grown (in MiB steps) until at most 10,000 parts are needed."""
     if size > MAX_OBJECT:
-        raise PermanentError(
+        raise CopyRefused(
             f"{format_size(size)} is larger than S3's largest object (5 TiB); "
             "such a file cannot be stored in S3"
         )
