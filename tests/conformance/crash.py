@@ -73,3 +73,18 @@ def kill_and_resume(
         raise AssertionError(f"resumed put failed ({second.returncode}): {err[-2000:]}")
     done = [line for line in out.splitlines() if line.startswith("done ")][-1].split()
     return CrashResult(source.stat().st_size, reported, int(done[1]), done[2])
+
+
+def random_file(path: Path, size: int) -> str:
+    """A file of `size` random bytes, written in chunks; returns its xxh64."""
+    import xxhash
+
+    digest = xxhash.xxh64()
+    with open(path, "wb") as fh:
+        left = size
+        while left:
+            data = os.urandom(min(left, 16 << 20))
+            digest.update(data)
+            fh.write(data)
+            left -= len(data)
+    return digest.hexdigest()

@@ -3,7 +3,6 @@ its staged blocks."""
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import pytest
 import xxhash
 
 from tests.conformance.cases.azure import fresh_container, staged_leftovers
-from tests.conformance.crash import kill_and_resume
+from tests.conformance.crash import kill_and_resume, random_file
 
 pytestmark = pytest.mark.servers
 
@@ -22,22 +21,10 @@ BLOCKS_IN_FLIGHT = 4
 ENV = "TRIPLICATE_TEST_AZURE_CRASH_CONNECTION"
 
 
-def _random_file(path: Path, size: int) -> str:
-    digest = xxhash.xxh64()
-    with open(path, "wb") as fh:
-        left = size
-        while left:
-            data = os.urandom(min(left, 16 * MiB))
-            digest.update(data)
-            fh.write(data)
-            left -= len(data)
-    return digest.hexdigest()
-
-
 def test_killed_upload_resumes_from_staged_blocks(azurite, request, tmp_path: Path) -> None:
     container = fresh_container(azurite, request)
     source = tmp_path / "A001C003_230101_R1AB.mov"
-    expected = _random_file(source, SIZE)
+    expected = random_file(source, SIZE)
     destination = {
         "name": "offsite-azure", "type": "azure", "connection_string_env": ENV,
         "container": container.container_name, "prefix": "crash", "block_size": "8MiB",

@@ -21,7 +21,7 @@ from tests.conformance.cases.s3 import (
     fresh_bucket,
     key_env,
 )
-from tests.conformance.crash import kill_and_resume
+from tests.conformance.crash import kill_and_resume, random_file
 from triplicate.destinations.base import SourceFile
 from triplicate.destinations.s3 import S3Destination
 from triplicate.errors import PermanentError
@@ -180,21 +180,9 @@ CRASH_PART = 8 * MiB
 PARTS_IN_FLIGHT = 4
 
 
-def _random_file(path: Path, size: int) -> str:
-    digest = xxhash.xxh64()
-    with open(path, "wb") as fh:
-        left = size
-        while left:
-            data = os.urandom(min(left, 16 * MiB))
-            digest.update(data)
-            fh.write(data)
-            left -= len(data)
-    return digest.hexdigest()
-
-
 def test_killed_upload_resumes_from_its_parts(server, bucket, tmp_path: Path) -> None:
     source = tmp_path / "A001C003_230101_R1AB.mov"
-    expected = _random_file(source, CRASH_SIZE)
+    expected = random_file(source, CRASH_SIZE)
     destination = {
         "name": "offsite-s3", "type": "s3", "bucket": bucket, "endpoint_url": server.endpoint_url,
         "region": server.region, "prefix": "crash", "part_size": "8MiB", "part_concurrency": PARTS_IN_FLIGHT,
