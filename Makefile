@@ -30,5 +30,11 @@ demo: install
 test: install-test
 	tests/run-tests.sh
 
+# Benchmarks against xxhsum, cp and rclone on this machine (not tests, not in CI):
+# prints ratios, writes bench/results.json; see bench/RESULTS.md. BENCH_ARGS="--scale issue" for the issue's sizes.
+bench: install-test
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
 clean-demo:
 	rm -rf demo

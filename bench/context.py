@@ -1,0 +1,65 @@
+"""What every case gets: where to put data, how big, how often, the servers."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.data import GiB
+from bench.servers import Servers
+
+
+@dataclass(frozen=True)
+class Scale:
+    """Data sizes; `default` keeps a whole run near 15 minutes on 2 cores
+    (5,000 small files, not the issue's 20,000: at ~45 files/s with S3 that
+    case alone would take 10 minutes), `issue` is the sizes the issue names."""
+
+    hash_bytes: int
+    offload_clips: int
+    offload_clip_bytes: int
+    offload_small_files: int
+    small_files: int
+    memory_file_bytes: int
+    tracked_files: int
+    journal_rows: int
+    journal_pending: int
+    latency_files: int
+
+    @property
+    def offload_label(self) -> str:
+        return f"~{(self.offload_clips * self.offload_clip_bytes + self.offload_small_files * 264 * 1024) / GiB:.1f} GiB"
+
+
+SCALES = {
+    "default": Scale(hash_bytes=3 * GiB, offload_clips=4, offload_clip_bytes=384 * 1024**2, offload_small_files=2000,
+                     small_files=5_000, memory_file_bytes=2 * GiB, tracked_files=50_000,
+                     journal_rows=1_000_000, journal_pending=100_000, latency_files=5),
+    "smoke": Scale(hash_bytes=256 * 1024**2, offload_clips=2, offload_clip_bytes=64 * 1024**2, offload_small_files=200,
+                   small_files=1000, memory_file_bytes=256 * 1024**2, tracked_files=2000,
+                   journal_rows=20_000, journal_pending=2000, latency_files=2),
+    "issue": Scale(hash_bytes=3 * GiB, offload_clips=4, offload_clip_bytes=896 * 1024**2, offload_small_files=2000,
+                   small_files=100_000, memory_file_bytes=4 * GiB, tracked_files=200_000,
+                   journal_rows=1_000_000, journal_pending=100_000, latency_files=10),
+}
+
+
+@dataclass
+class Context:
+    workdir: Path
+    scale: Scale
+    repeat: int
+    servers: Servers
+    notes: dict[str, list[str]] = field(default_factory=dict)
+
+    def case_dir(self, name: str, fresh: bool = True) -> Path:
+        path = self.workdir / name
+        if fresh and path.exists():
+            shutil.rmtree(path)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def note(self, case: str, text: str) -> None:
+        self.notes.setdefault(case, []).append(text)
+        print(f"  · {text}", flush=True)
