@@ -7,7 +7,6 @@ failed; 2 the configuration, the journal or the command line is unusable.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import sqlite3
@@ -62,6 +61,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     problems = preflight(config)
     if problems:
         _fail(problems)
+    import asyncio  # here: `hash` and the other quick commands start faster without it
+
     return asyncio.run(run_daemon(config, once=args.once))
 
 
@@ -249,6 +250,8 @@ def cmd_accept(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    import asyncio
+
     from .audit import audit
     from .destinations import registry
     from .journal import Journal
