@@ -13,15 +13,14 @@ import time
 
 import structlog
 
-from . import config_secrets, offload_checks
-from .config import Config, WatchConfig
-from . import pidfile
-from .destinations import registry
+from . import config_secrets, offload_checks, pidfile
 from .bandwidth import Throttle, limit_at
+from .config import Config, WatchConfig
+from .destinations import registry
 from .destinations.base import Destination
+from .http_api import token_problem
 from .journal import CopyJob, Journal, SeenFile
 from .logs import log_loop_errors
-from .http_api import token_problem
 from .manifests import ManifestWriter
 from .operations import Operations
 from .retry import Backoff
@@ -152,9 +151,9 @@ class Daemon:
         """A one-shot run ends when no watcher waits for a file to settle and
         no destination has anything left to try in this run."""
         while not self._stop.is_set():
-            if all(w.idle for w in self.watchers) and all(r.settled for r in self.runners.values()):
+            if self._all_settled():
                 await asyncio.sleep(0)  # let verified callbacks schedule their manifests
-                if all(w.idle for w in self.watchers) and all(r.settled for r in self.runners.values()):
+                if self._all_settled():
                     await self.manifests.drain()
                     await self.manifests.sweep()
                     await self.ops.settle()
@@ -163,6 +162,9 @@ class Daemon:
                 await asyncio.wait_for(self._stop.wait(), 0.1)
             except TimeoutError:
                 pass
+
+    def _all_settled(self) -> bool:
+        return all(w.idle for w in self.watchers) and all(r.settled for r in self.runners.values())
 
     async def _housekeeping(self) -> None:
         """Periodic rescan (events get lost) and a manifest sweep."""
@@ -192,16 +194,14 @@ class Daemon:
         log.info("daemon_stopped")
 
     def _exit_code(self) -> int:
-        states = self.journal.copy_state_counts()
-        ok = states.get("verified", 0)
-        not_ok = sum(n for s, n in states.items() if s not in ("verified", "superseded"))
-        undecided = offload_checks.undecided_count(self.journal)  # source files that need a person
-        not_ok += undecided
-        if self.once:
-            log.info("run_finished", verified=ok, not_verified=not_ok, mhl_generations=self.manifests.written,
-                     source_problems=undecided)
         if not self.once:
             return 0
+        states = self.journal.copy_state_counts()
+        ok = states.get("verified", 0)
+        undecided = offload_checks.undecided_count(self.journal)  # source files that need a person
+        not_ok = undecided + sum(n for s, n in states.items() if s not in ("verified", "superseded"))
+        log.info("run_finished", verified=ok, not_verified=not_ok, mhl_generations=self.manifests.written,
+                 source_problems=undecided)
         return 0 if not_ok == 0 else 1
 
     def close(self) -> None:

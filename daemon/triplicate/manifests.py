@@ -10,15 +10,13 @@ and files that arrive later in the same offload get a generation of their own.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import socket
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable
 
 import structlog
 
-from . import __version__
+from . import __version__, milestones
 from .destinations.base import Destination
 from .errors import PermanentError, TransientError
 from .history import write_generation
@@ -77,7 +75,7 @@ class ManifestWriter:
                 return False
             if all("/" not in r["relpath"] for r in rows):
                 return False  # a loose file has no folder to hold a history
-            signature = _signature(rows)
+            signature = milestones.signature((r["relpath"], r["xxh64"]) for r in rows)
             last = self.journal.last_generation(offload_id, destination)
             if last is not None and last[1] == signature:
                 return False
@@ -114,18 +112,6 @@ class ManifestWriter:
         for offload_id in self.journal.offload_ids():
             for name in self.destinations:
                 await self.write_if_complete(offload_id, name)
-
-
-def _signature(rows: list) -> str:
-    return content_signature((r["relpath"], r["xxh64"]) for r in rows)
-
-
-def content_signature(files: Iterable[tuple[str, str | None]]) -> str:
-    """What a generation records, as one value: paths and hashes in path order."""
-    digest = hashlib.sha256()
-    for path, xxh64 in files:
-        digest.update(f"{path}\0{xxh64}\n".encode())
-    return digest.hexdigest()
 
 
 def _mhl_file(offload: str, row: object) -> MhlFile:

@@ -137,15 +137,11 @@ class DestinationRunner:
         return None if copy_id is None else self.journal.claim_id(copy_id, now)
 
     async def _sleep_until_due(self) -> None:
-        self.wake.clear()
         due = self.journal.next_due(self.name)
         wait = 60.0 if due is None else max(0.05, min(60.0, due - time.time()))
         if self.paused_until > time.time():
             wait = max(wait, self.paused_until - time.time())
-        try:
-            await asyncio.wait_for(self.wake.wait(), wait)
-        except TimeoutError:
-            pass
+        await self._pause(wait)
 
     async def _ensure_open(self) -> bool:
         if self.opened:
@@ -214,9 +210,7 @@ class DestinationRunner:
             self.journal.release(job.copy_id)
             raise
         except SourceChanged as exc:
-            self.journal.supersede(job.file_id)
-            jlog.warning("source_changed", error=str(exc))
-            self.on_source_changed(job)
+            self._source_changed(job, str(exc), jlog)
         except SourceUnreadable as exc:
             self.journal.record_failed(job.copy_id, str(exc))
             jlog.error("source_unreadable", error=str(exc))
@@ -241,9 +235,7 @@ class DestinationRunner:
             self._retry_later(job, VerificationFailed(f"destination answered for {receipt.key} ({receipt.size} bytes)"), "transient", jlog)
             return
         if not self.journal.record_verified(job, receipt.xxh64, receipt.bytes_sent):
-            self.journal.supersede(job.file_id)
-            jlog.warning("source_changed", error="two reads of the same version gave different hashes")
-            self.on_source_changed(job)
+            self._source_changed(job, "two reads of the same version gave different hashes", jlog)
             return
         self._count_outcome(None)
         event = "copy_already_present" if receipt.skipped else "copy_verified"
@@ -254,6 +246,13 @@ class DestinationRunner:
         self._emit("copy_verified", offload=job.offload, file=job.relpath, size=receipt.size,
                    bytes_sent=receipt.bytes_sent, seconds=seconds, skipped=receipt.skipped)
         self.on_verified(job)
+
+    def _source_changed(self, job: CopyJob, error: str, jlog: Any) -> None:
+        """The bytes read are not the version the journal describes: drop the
+        version; the watcher looks at the file again and records the new one."""
+        self.journal.supersede(job.file_id)
+        jlog.warning("source_changed", error=error)
+        self.on_source_changed(job)
 
     def _retry_later(self, job: CopyJob, exc: Exception, kind: str, jlog: Any, counts: bool = True) -> None:
         if counts:

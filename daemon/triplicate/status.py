@@ -17,7 +17,6 @@ from . import milestones, offload_checks
 from .bandwidth import limit_at
 from .config import Config
 from .journal import Journal
-from .manifests import content_signature
 
 THROUGHPUT_WINDOW = 300.0  # seconds of verified copies that give the journal's recent throughput
 
@@ -251,7 +250,7 @@ def _mhl_behind(journal: Journal, offload_id: int, members: list[FileStatus]) ->
     history, so they are never behind)."""
     if not offload_id or not members or all("/" not in f.path for f in members):
         return []
-    current = content_signature((f.path, f.xxh64) for f in members)
+    current = milestones.signature((f.path, f.xxh64) for f in members)
     dests = {d for f in members for d in f.destinations}
     behind = []
     for dest in sorted(dests):
