@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from concurrent.futures import ThreadPoolExecutor
 import time
 
 import structlog
@@ -24,7 +25,8 @@ from .logs import log_loop_errors
 from .manifests import ManifestWriter
 from .operations import Operations
 from .retry import Backoff
-from .scheduler import DestinationRunner
+from .scheduler import DestinationRunner, FilesInFlight
+from .shared_read import COUNTERS as SOURCE_READS
 from .watch import WatchFolder
 
 log = structlog.get_logger("triplicate.daemon")
@@ -56,6 +58,7 @@ class Daemon:
         self.journal = Journal(config.daemon.journal_path())
         self.destinations = {d.name: registry.create(d) for d in config.destination}
         self.manifests = ManifestWriter(self.journal, self.destinations)
+        self.files_in_flight = FilesInFlight()
         self.runners = {name: self._runner(dest) for name, dest in self.destinations.items()}
         self.watchers = [self._watcher(w) for w in config.watch]
         self._stop = asyncio.Event()
@@ -67,7 +70,7 @@ class Daemon:
         runner = DestinationRunner(
             dest, self.journal, Backoff.from_settings(retry, self.once), retry.once_attempts if self.once else None,
             self._on_verified, self._on_source_changed, degraded_after=retry.degraded_after,
-            on_event=lambda name, fields: self.ops.event(name, fields),
+            on_event=lambda name, fields: self.ops.event(name, fields), files_in_flight=self.files_in_flight,
         )
         runner.throttle = Throttle(limit_at(dest.config.bandwidth))
         return runner
@@ -117,6 +120,7 @@ class Daemon:
         """Returns the exit code: 0 when every copy is verified (once), else 1."""
         loop = asyncio.get_running_loop()
         log_loop_errors(loop)
+        loop.set_default_executor(ThreadPoolExecutor(self._io_threads(), thread_name_prefix="triplicate-io"))
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
         if not self.once:
@@ -191,7 +195,15 @@ class Daemon:
         await self.ops.stop()
         if not self.once:
             pidfile.remove(self.journal.path)
-        log.info("daemon_stopped")
+        # bytes read from source files against bytes handed to destinations: < 1 when copies shared reads
+        log.info("daemon_stopped", source_read_bytes=SOURCE_READS.read_bytes, source_served_bytes=SOURCE_READS.served_bytes)
+
+    def _io_threads(self) -> int:
+        """Blocking reads and writes run in threads. Python's default of cores + 4
+        is too few: a local copy holds a thread for a whole file, and a reader
+        ahead of its share waits in one (shared_read.py) for slower readers,
+        which need threads of their own to catch up."""
+        return 8 + sum(4 * d.config.concurrency for d in self.destinations.values())
 
     def _exit_code(self) -> int:
         if not self.once:

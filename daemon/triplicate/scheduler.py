@@ -46,6 +46,25 @@ class JournalResume:
         self.journal.save_resume(self.copy_id, None)
 
 
+class FilesInFlight:
+    """File versions some destination is copying right now. Other destinations
+    take those first, so they read alongside it (shared_read.py) instead of
+    reading the same file again later."""
+
+    def __init__(self) -> None:
+        self.counts: dict[int, int] = {}
+
+    def add(self, file_id: int) -> None:
+        self.counts[file_id] = self.counts.get(file_id, 0) + 1
+
+    def remove(self, file_id: int) -> None:
+        left = self.counts.get(file_id, 0) - 1
+        if left > 0:
+            self.counts[file_id] = left
+        else:
+            self.counts.pop(file_id, None)
+
+
 class DestinationRunner:
     def __init__(
         self,
@@ -57,6 +76,7 @@ class DestinationRunner:
         on_source_changed: Callable[[CopyJob], None],
         degraded_after: int = 5,
         on_event: Callable[[str, dict[str, Any]], None] | None = None,
+        files_in_flight: FilesInFlight | None = None,
     ) -> None:
         self.dest = dest
         self.name = dest.name
@@ -79,6 +99,7 @@ class DestinationRunner:
         self.gave_up: set[int] = set()
         self.bytes_sent = 0
         self.on_event = on_event  # operations.py: metrics and notifications, never blocking
+        self.files_in_flight = files_in_flight if files_in_flight is not None else FilesInFlight()
         self.throttle: Any = None  # bandwidth.Throttle, set by the daemon; rate kept by operations.py
         self.log = log.bind(destination=self.name)
 
@@ -118,12 +139,18 @@ class DestinationRunner:
                 await self._sleep_until_due()
                 continue
             self.in_flight += 1
+            self.files_in_flight.add(job.file_id)
             try:
                 await self._work(job)
             finally:
                 self.in_flight -= 1
+                self.files_in_flight.remove(job.file_id)
 
     def _claimable(self, now: float) -> int | None:
+        if self.files_in_flight.counts:
+            for copy_id in self.journal.due_among(self.name, list(self.files_in_flight.counts), now):
+                if copy_id not in self.gave_up:
+                    return copy_id
         for copy_id in self.journal.due_ids(self.name, now, limit=len(self.gave_up) + 1):
             if copy_id not in self.gave_up:
                 return copy_id
