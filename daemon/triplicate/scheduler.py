@@ -52,17 +52,21 @@ class FilesInFlight:
     reading the same file again later."""
 
     def __init__(self) -> None:
-        self.counts: dict[int, int] = {}
+        self.copying: dict[int, set[str]] = {}  # file id -> destinations copying it
 
-    def add(self, file_id: int) -> None:
-        self.counts[file_id] = self.counts.get(file_id, 0) + 1
+    def add(self, file_id: int, destination: str) -> None:
+        self.copying.setdefault(file_id, set()).add(destination)
 
-    def remove(self, file_id: int) -> None:
-        left = self.counts.get(file_id, 0) - 1
-        if left > 0:
-            self.counts[file_id] = left
-        else:
-            self.counts.pop(file_id, None)
+    def remove(self, file_id: int, destination: str) -> None:
+        left = self.copying.get(file_id)
+        if left is not None:
+            left.discard(destination)
+            if not left:
+                del self.copying[file_id]
+
+    def elsewhere(self, destination: str) -> list[int]:
+        """Files other destinations are copying and `destination` is not."""
+        return [f for f, dests in self.copying.items() if destination not in dests]
 
 
 class DestinationRunner:
@@ -139,16 +143,17 @@ class DestinationRunner:
                 await self._sleep_until_due()
                 continue
             self.in_flight += 1
-            self.files_in_flight.add(job.file_id)
+            self.files_in_flight.add(job.file_id, self.name)
             try:
                 await self._work(job)
             finally:
                 self.in_flight -= 1
-                self.files_in_flight.remove(job.file_id)
+                self.files_in_flight.remove(job.file_id, self.name)
 
     def _claimable(self, now: float) -> int | None:
-        if self.files_in_flight.counts:
-            for copy_id in self.journal.due_among(self.name, list(self.files_in_flight.counts), now):
+        elsewhere = self.files_in_flight.elsewhere(self.name)
+        if elsewhere:
+            for copy_id in self.journal.due_among(self.name, elsewhere, now):
                 if copy_id not in self.gave_up:
                     return copy_id
         for copy_id in self.journal.due_ids(self.name, now, limit=len(self.gave_up) + 1):
