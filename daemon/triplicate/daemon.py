@@ -29,6 +29,10 @@ from .scheduler import DestinationRunner, FilesInFlight
 from .shared_read import COUNTERS as SOURCE_READS
 from .watch import WatchFolder
 
+DEFERRED_LOOK_SECONDS = 0.25
+"""How often offloads that were still arriving when a copy verified are looked
+at again for their ASC MHL generation."""
+
 log = structlog.get_logger("triplicate.daemon")
 
 
@@ -62,6 +66,8 @@ class Daemon:
         self.runners = {name: self._runner(dest) for name, dest in self.destinations.items()}
         self.watchers = [self._watcher(w) for w in config.watch]
         self._stop = asyncio.Event()
+        self._deferred_looks: dict[tuple[int, str], tuple[str, str]] = {}  # (offload id, destination) -> (watch, offload)
+        self._deferred_wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.ops = Operations(self)
 
@@ -91,9 +97,26 @@ class Daemon:
 
     def _on_verified(self, job: CopyJob) -> None:
         watcher = self._watcher_of(job.watch)
-        if watcher is None or not watcher.unsettled(job.offload):
+        if watcher is not None and watcher.unsettled(job.offload):
+            # Still arriving: the history is written once it settles, even when
+            # what settles last is never sent (a marker file, an excluded name).
+            self._deferred_looks[(job.offload_id, job.destination)] = (job.watch, job.offload)
+            self._deferred_wake.set()
+        else:
             self.manifests.schedule(job.offload_id, job.destination)
         self.ops.on_verified(job.offload_id)
+
+    async def _look_when_settled(self) -> None:
+        while True:
+            await self._deferred_wake.wait()
+            await asyncio.sleep(DEFERRED_LOOK_SECONDS)
+            for key, (watch, offload) in list(self._deferred_looks.items()):
+                watcher = self._watcher_of(watch)
+                if watcher is None or not watcher.unsettled(offload):
+                    del self._deferred_looks[key]
+                    self.manifests.schedule(*key)
+            if not self._deferred_looks:
+                self._deferred_wake.clear()
 
     def _on_source_changed(self, job: CopyJob) -> None:
         watcher = self._watcher_of(job.watch)
@@ -135,6 +158,7 @@ class Daemon:
                  mode="once" if self.once else "daemon")
         tasks = self._tasks
         tasks += [asyncio.create_task(r.run(), name=f"runner-{n}") for n, r in self.runners.items()]
+        tasks.append(asyncio.create_task(self._look_when_settled(), name="deferred-mhl-looks"))
         for watcher in self.watchers:
             watcher.start_events()
             tasks.append(asyncio.create_task(watcher.run(), name=f"watch-{watcher.root}"))
