@@ -304,6 +304,16 @@ class Journal:
         )
         return [r[0] for r in rows]
 
+    def due_among(self, destination: str, file_ids: list[int], now: float) -> list[int]:
+        """Due pending copies at `destination` of these file versions, oldest first."""
+        marks = ",".join("?" * len(file_ids))
+        rows = self.db.execute(
+            f"SELECT id FROM copies WHERE destination = ? AND file_id IN ({marks}) AND state = 'pending' "
+            "AND next_attempt_at <= ? ORDER BY next_attempt_at, id",
+            (destination, *file_ids, now),
+        )
+        return [r[0] for r in rows]
+
     def claim_id(self, copy_id: int, now: float | None = None) -> CopyJob | None:
         """pending -> transferring, attempts counted before the work starts."""
         now = time.time() if now is None else now

@@ -46,6 +46,29 @@ class JournalResume:
         self.journal.save_resume(self.copy_id, None)
 
 
+class FilesInFlight:
+    """File versions some destination is copying right now. Other destinations
+    take those first, so they read alongside it (shared_read.py) instead of
+    reading the same file again later."""
+
+    def __init__(self) -> None:
+        self.copying: dict[int, set[str]] = {}  # file id -> destinations copying it
+
+    def add(self, file_id: int, destination: str) -> None:
+        self.copying.setdefault(file_id, set()).add(destination)
+
+    def remove(self, file_id: int, destination: str) -> None:
+        left = self.copying.get(file_id)
+        if left is not None:
+            left.discard(destination)
+            if not left:
+                del self.copying[file_id]
+
+    def elsewhere(self, destination: str) -> list[int]:
+        """Files other destinations are copying and `destination` is not."""
+        return [f for f, dests in self.copying.items() if destination not in dests]
+
+
 class DestinationRunner:
     def __init__(
         self,
@@ -57,6 +80,7 @@ class DestinationRunner:
         on_source_changed: Callable[[CopyJob], None],
         degraded_after: int = 5,
         on_event: Callable[[str, dict[str, Any]], None] | None = None,
+        files_in_flight: FilesInFlight | None = None,
     ) -> None:
         self.dest = dest
         self.name = dest.name
@@ -79,6 +103,7 @@ class DestinationRunner:
         self.gave_up: set[int] = set()
         self.bytes_sent = 0
         self.on_event = on_event  # operations.py: metrics and notifications, never blocking
+        self.files_in_flight = files_in_flight if files_in_flight is not None else FilesInFlight()
         self.throttle: Any = None  # bandwidth.Throttle, set by the daemon; rate kept by operations.py
         self.log = log.bind(destination=self.name)
 
@@ -118,12 +143,19 @@ class DestinationRunner:
                 await self._sleep_until_due()
                 continue
             self.in_flight += 1
+            self.files_in_flight.add(job.file_id, self.name)
             try:
                 await self._work(job)
             finally:
                 self.in_flight -= 1
+                self.files_in_flight.remove(job.file_id, self.name)
 
     def _claimable(self, now: float) -> int | None:
+        elsewhere = self.files_in_flight.elsewhere(self.name)
+        if elsewhere:
+            for copy_id in self.journal.due_among(self.name, elsewhere, now):
+                if copy_id not in self.gave_up:
+                    return copy_id
         for copy_id in self.journal.due_ids(self.name, now, limit=len(self.gave_up) + 1):
             if copy_id not in self.gave_up:
                 return copy_id

@@ -50,7 +50,8 @@ def read_part(reader: SourceReader, length: int, checksum: Checksum) -> tuple[by
 
 def hash_source(src: SourceFile) -> str:
     """The xxh64 of the whole file, for the metadata of a multipart upload."""
-    with SourceReader(dataclasses.replace(src, limiter=None)) as reader:  # hashing only: nothing is sent
+    # hashing only: nothing is sent, and a reader racing ahead would only hold back the copies it shared with
+    with SourceReader(dataclasses.replace(src, limiter=None), share=False) as reader:
         while reader.read_block():
             pass
         return reader.finish()
