@@ -21,6 +21,7 @@ CASES = {  # the issue's order
     "small": "bench.case_small_files",
     "memory": "bench.case_memory",
     "startup": "bench.case_startup",
+    "link": "bench.case_link",
     "latency": "bench.case_latency",
 }
 
