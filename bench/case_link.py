@@ -153,14 +153,55 @@ def raw_rate(size: int) -> float:
 @dataclass
 class Run:
     measured: Measured
-    on_link: int  # bytes through the qdisc during the run
+    on_link: int  # bytes through the tbf during the run
+    first_mib: float  # s from launch until the link had carried 1 MiB
+    idle: float  # s of the run during which the link carried < 10 % of its nominal rate
+
+
+class LinkSampler:
+    """The tbf's byte counter every 0.1 s while a contender runs, to see when
+    the link sat idle (start-up, hashing, per-file round trips, checks)."""
+
+    PERIOD = 0.1
+
+    def __init__(self) -> None:
+        self.samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        # threads start in their creator's network namespace: this one reads the shaped lo
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while True:
+            self.samples.append((time.perf_counter(), link_bytes()))
+            if self._stop.wait(self.PERIOD):
+                self.samples.append((time.perf_counter(), link_bytes()))
+                return
+
+    def __enter__(self) -> LinkSampler:
+        self.samples.append((time.perf_counter(), link_bytes()))
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def summary(self) -> tuple[int, float, float]:
+        """(bytes, s to the first MiB, idle s)."""
+        (t0, b0), first, idle = self.samples[0], float("nan"), 0.0
+        for (ta, ba), (tb, bb) in zip(self.samples, self.samples[1:]):
+            if math.isnan(first) and bb - b0 >= 2**20:
+                first = tb - t0
+            if bb - ba < 0.1 * NOMINAL * (tb - ta):
+                idle += tb - ta
+        return self.samples[-1][1] - b0, first, idle
 
 
 def _on_link(fn: Callable[[], Measured]) -> Run:
     drop_caches()
-    before = link_bytes()
-    m = fn()
-    return Run(m, link_bytes() - before)
+    with LinkSampler() as sampler:
+        m = fn()
+    return Run(m, *sampler.summary())
 
 
 def _sum(copy: Measured, verify: Measured) -> Measured:
@@ -259,6 +300,9 @@ def _report(ctx: Context, size: int, reference: float, results: dict[str, list[R
                    "the link): " + ", ".join(f"{n} {r.on_link / size:.2f}" for n, r in best.items())
              + "; link busy (bytes on the link / wall / reference): "
              + ", ".join(f"{n} {r.on_link / r.measured.seconds / reference:.2f}" for n, r in best.items())
+             + "; s to the link's first MiB: " + ", ".join(f"{n} {r.first_mib:.1f}" for n, r in best.items())
+             + "; s the link sat idle (< 10 % of its rate, sampled every 0.1 s): "
+             + ", ".join(f"{n} {r.idle:.1f}" for n, r in best.items())
              + "; CPU s: " + ", ".join(f"{n} {r.measured.cpu_seconds:.0f}" for n, r in best.items()))
     rows = []
     for kind, label in (("s3", "S3 (SeaweedFS)"), ("sftp", "SFTP (sshd)")):
