@@ -38,13 +38,22 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
-from bench.context import Context
+from bench.context import CaseUnavailable, Context
 from bench.data import camera_offload, tree_bytes
-from bench.measure import Measured, check, drop_caches, run_measured
+from bench.measure import Measured, check, drop_caches, in_sequence, run_measured
 from bench.report import Row
 from bench.servers import Servers
-from bench.tools import RCLONE, TRIPLICATE, rclone_env, s3_dest, sftp_dest, triplicate_env, write_config
+from bench.tools import (
+    RCLONE,
+    TRIPLICATE,
+    rclone_env,
+    s3_dest,
+    sftp_dest,
+    triplicate_env,
+    write_config,
+)
 
 CASE = "7 link"
 CARD = "L001_CARD"
@@ -73,10 +82,10 @@ _CLONE_NEWNET = 0x40000000
 def preflight() -> None:
     """Raise with one sentence when the link cannot be built here."""
     if os.geteuid() != 0:
-        raise RuntimeError("case 7 (link) needs root: it makes a network namespace and shapes its loopback with tc")
+        raise CaseUnavailable("case 7 (link) needs root: it makes a network namespace and shapes its loopback with tc")
     for tool in ("tc", "ip"):
         if shutil.which(tool) is None:
-            raise RuntimeError(f"case 7 (link) needs `{tool}` (Debian: apt-get install iproute2)")
+            raise CaseUnavailable(f"case 7 (link) needs `{tool}` (Debian: apt-get install iproute2)")
 
 
 def _netns_call(name: str, *args: int) -> None:
@@ -104,7 +113,7 @@ def shaped_namespace() -> Iterator[None]:
 
 
 def _tc(*args: str) -> str:
-    done = subprocess.run(["tc", *args], capture_output=True, text=True, timeout=30)
+    done = subprocess.run(["tc", *args], capture_output=True, text=True, timeout=30, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"tc {' '.join(args)} failed: {done.stderr.strip()}")
     return done.stdout
@@ -177,7 +186,7 @@ class LinkSampler:
                 self.samples.append((time.perf_counter(), link_bytes()))
                 return
 
-    def __enter__(self) -> LinkSampler:
+    def __enter__(self) -> Self:
         self.samples.append((time.perf_counter(), link_bytes()))
         self._thread.start()
         return self
@@ -204,59 +213,52 @@ def _on_link(fn: Callable[[], Measured]) -> Run:
     return Run(m, *sampler.summary())
 
 
-def _sum(copy: Measured, verify: Measured) -> Measured:
-    return Measured(argv=copy.argv + ["&&"] + verify.argv, seconds=copy.seconds + verify.seconds, returncode=0,
-                    max_rss_bytes=max(copy.max_rss_bytes, verify.max_rss_bytes),
-                    read_bytes=copy.read_bytes + verify.read_bytes, rchar=copy.rchar + verify.rchar,
-                    cpu_seconds=copy.cpu_seconds + verify.cpu_seconds)
+@dataclass
+class Target:
+    """One fresh bucket or folder, as each contender is pointed at it."""
+
+    destination: list[str]  # triplicate's [[destination]] lines
+    triplicate_env: dict[str, str]
+    rclone_env: dict[str, str]
+    rclone_dst: str
+    copy_flags: list[str]
+    check_flags: list[str]
+    remove: Callable[[], None]
 
 
-class Contenders:
-    """The four runs, each onto a fresh bucket or folder removed afterwards."""
+def new_target(servers: Servers, kind: str) -> Target:
+    if kind == "s3":
+        s3 = servers.new_bucket("link")
+        return Target(s3_dest(s3, "camera/"), triplicate_env(s3), rclone_env(s3=s3), f"bs3:{s3.bucket}/camera/{CARD}",
+                      [], [], lambda: servers.delete_bucket(s3))
+    # as case 3: no per-file remote md5sum while copying, then `check --download` (reads every byte back)
+    sftp = servers.new_sftp_folder("link")
+    return Target(sftp_dest(sftp), triplicate_env(), rclone_env(sftp=sftp), f"bsftp:{sftp.path}/{CARD}",
+                  ["--sftp-disable-hashcheck"], ["--download"], lambda: shutil.rmtree(sftp.path, ignore_errors=True))
 
-    def __init__(self, ctx: Context, servers: Servers, watch: Path) -> None:
-        self.ctx, self.servers, self.watch = ctx, servers, watch
-        self.card = watch / CARD
 
-    def triplicate(self, kind: str) -> Run:
-        root = self.ctx.case_dir(f"link/triplicate-{kind}")
-        if kind == "s3":
-            s3 = self.servers.new_bucket("link")
-            config = write_config(root, self.watch, {"offsite": s3_dest(s3, "camera/")})
-            run = _on_link(lambda: check(run_measured([TRIPLICATE, "--config", str(config), "run", "--once"],
-                                                      env=triplicate_env(s3)), "triplicate run --once (S3)"))
-            self.servers.delete_bucket(s3)
-        else:
-            sftp = self.servers.new_sftp_folder("link")
-            config = write_config(root, self.watch, {"offsite": sftp_dest(sftp)})
-            run = _on_link(lambda: check(run_measured([TRIPLICATE, "--config", str(config), "run", "--once"],
-                                                      env=triplicate_env()), "triplicate run --once (SFTP)"))
-            shutil.rmtree(sftp.path, ignore_errors=True)
-        return run
+def run_triplicate(ctx: Context, watch: Path, target: Target, kind: str) -> Measured:
+    config = write_config(ctx.case_dir(f"link/triplicate-{kind}"), watch, {"offsite": target.destination})
+    return check(run_measured([TRIPLICATE, "--config", str(config), "run", "--once"], env=target.triplicate_env),
+                 f"triplicate run --once ({kind})")
 
-    def rclone(self, kind: str) -> Run:
-        """copy then check, as case 3: for SFTP without the per-file remote
-        md5sum while copying, then `check --download` (reads every byte back)."""
-        if kind == "s3":
-            s3 = self.servers.new_bucket("link")
-            env, dst, copy_flags, check_flags = rclone_env(s3=s3), f"bs3:{s3.bucket}/camera/{CARD}", [], []
-        else:
-            sftp = self.servers.new_sftp_folder("link")
-            env, dst = rclone_env(sftp=sftp), f"bsftp:{sftp.path}/{CARD}"
-            copy_flags, check_flags = ["--sftp-disable-hashcheck"], ["--download"]
 
-        def both() -> Measured:
-            copy = check(run_measured([RCLONE, "copy", *copy_flags, str(self.card), dst], env=env),
-                         f"rclone copy ({kind})")
-            return _sum(copy, check(run_measured([RCLONE, "check", *check_flags, str(self.card), dst], env=env),
-                                    f"rclone check ({kind})"))
+def run_rclone(ctx: Context, watch: Path, target: Target, kind: str) -> Measured:
+    card, env = str(watch / CARD), target.rclone_env
+    copy = check(run_measured([RCLONE, "copy", *target.copy_flags, card, target.rclone_dst], env=env),
+                 f"rclone copy ({kind})")
+    verify = check(run_measured([RCLONE, "check", *target.check_flags, card, target.rclone_dst], env=env),
+                   f"rclone check ({kind})")
+    return in_sequence(copy, verify)
 
-        run = _on_link(both)
-        if kind == "s3":
-            self.servers.delete_bucket(s3)
-        else:
-            shutil.rmtree(sftp.path, ignore_errors=True)
-        return run
+
+def measure(ctx: Context, servers: Servers, watch: Path,
+            contender: Callable[[Context, Path, Target, str], Measured], kind: str) -> Run:
+    target = new_target(servers, kind)
+    try:
+        return _on_link(lambda: contender(ctx, watch, target, kind))
+    finally:
+        target.remove()
 
 
 def _offload(ctx: Context) -> tuple[Path, int]:
@@ -276,11 +278,10 @@ def run(ctx: Context) -> list[Row]:
             shape_port(servers.seaweed.port)
             shape_port(servers.sshd.port)
             reference = raw_rate(ctx.scale.link_probe_bytes)
-            contenders = Contenders(ctx, servers, watch)
             for _ in range(ctx.repeat):
                 for kind in ("s3", "sftp"):
-                    results.setdefault(f"triplicate {kind}", []).append(contenders.triplicate(kind))
-                    results.setdefault(f"rclone {kind}", []).append(contenders.rclone(kind))
+                    for name, contender in (("triplicate", run_triplicate), ("rclone", run_rclone)):
+                        results.setdefault(f"{name} {kind}", []).append(measure(ctx, servers, watch, contender, kind))
         finally:
             servers.close()
     shutil.rmtree(ctx.workdir / "link", ignore_errors=True)

@@ -10,6 +10,11 @@ from bench.data import GiB
 from bench.servers import Servers
 
 
+class CaseUnavailable(RuntimeError):
+    """This machine cannot run a case (a privilege or program missing): one
+    sentence that says what, printed without a traceback."""
+
+
 @dataclass(frozen=True)
 class Scale:
     """Data sizes; `default` keeps a whole run near 15 minutes on 2 cores
