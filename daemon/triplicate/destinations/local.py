@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import secrets
+import threading
 import time
 from pathlib import Path
 from typing import Literal
@@ -32,6 +34,9 @@ from .base import (
 )
 
 TMP_MARK = ".triplicate-"
+_RUN = f"{os.getpid()}-{secrets.token_hex(4)}"
+"""This process's mark in temporary names: a pid alone repeats (pid 1 in every
+container start), and temporary files of a killed run must not pass as ours."""
 
 
 class LocalConfig(DestinationConfig):
@@ -56,6 +61,9 @@ class LocalDestination:
         self.config = config
         self.name = config.name
         self.root = config.path
+        self._cleaned: set[Path] = set()  # folders whose stale temporary files are gone
+        self._cleaning = threading.Lock()
+        self._dir_sync = _DirSync()
 
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
@@ -76,22 +84,32 @@ class LocalDestination:
         final = self._path(src.key)
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
-            _remove_stale_temps(final)
+            self._clean_once(final.parent)
             existing = self._identical(final, src)
             if existing is not None:
                 return existing
-            tmp = final.with_name(f".{final.name}{TMP_MARK}{os.getpid()}-{time.monotonic_ns()}.tmp")
+            tmp = final.with_name(f".{final.name}{TMP_MARK}{_RUN}-{time.monotonic_ns()}.tmp")
             try:
                 xxh64 = self._copy(src, tmp, progress)
                 self._check_copy(tmp, xxh64, src.size)
                 os.replace(tmp, final)
                 if self.config.fsync:
-                    _fsync_dir(final.parent)
+                    self._dir_sync.sync(final.parent)
             finally:
                 tmp.unlink(missing_ok=True)
         except OSError as exc:
             raise _os_error(exc, f"writing {src.key}") from None
         return Receipt(key=src.key, size=src.size, xxh64=xxh64, bytes_sent=src.size)
+
+    def _clean_once(self, folder: Path) -> None:
+        """Stale temporary files can only come from a process that died, so a
+        folder is cleaned once per process; listing it before every file cost
+        N² names for a frame sequence of N files."""
+        with self._cleaning:
+            if folder in self._cleaned:
+                return
+            self._cleaned.add(folder)
+        _remove_stale_temps(folder)
 
     def _identical(self, final: Path, src: SourceFile) -> Receipt | None:
         """A copy already in place with the known size and hash is kept as is."""
@@ -168,7 +186,7 @@ class LocalDestination:
 
     def _write_bytes(self, key: str, data: bytes) -> None:
         final = self._path(key)
-        tmp = final.with_name(f".{final.name}{TMP_MARK}{os.getpid()}-{time.monotonic_ns()}.tmp")
+        tmp = final.with_name(f".{final.name}{TMP_MARK}{_RUN}-{time.monotonic_ns()}.tmp")
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
             with open(tmp, "wb") as fh:
@@ -185,12 +203,61 @@ class LocalDestination:
             tmp.unlink(missing_ok=True)
 
 
-def _remove_stale_temps(final: Path) -> None:
-    """Temporary files a killed process left behind for this name."""
-    prefix = f".{final.name}{TMP_MARK}"
-    for entry in os.scandir(final.parent):
-        if entry.name.startswith(prefix) and entry.name.endswith(".tmp"):
+def _remove_stale_temps(folder: Path) -> None:
+    """Temporary files other (killed) processes left behind in `folder`; this
+    process's own are copies in progress."""
+    mine = f"{TMP_MARK}{_RUN}-"
+    for entry in os.scandir(folder):
+        name = entry.name
+        if name.startswith(".") and TMP_MARK in name and name.endswith(".tmp") and mine not in name:
             Path(entry.path).unlink(missing_ok=True)
+
+
+class _DirSync:
+    """Group commit of folder fsyncs: a rename is durable once an fsync of its
+    folder that began after the rename has finished, so copies landing in one
+    folder at once share fsyncs instead of queueing one each."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._folders: dict[Path, _FolderSync] = {}
+
+    def sync(self, folder: Path) -> None:
+        with self._lock:
+            state = self._folders.setdefault(folder, _FolderSync())
+        state.sync(folder)
+
+
+class _FolderSync:
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.requested = 0  # tickets handed out, one per rename to make durable
+        self.done = 0  # every ticket up to this one is durable
+        self.running = False
+
+    def sync(self, folder: Path) -> None:
+        with self.cond:
+            self.requested += 1
+            ticket = self.requested
+            while self.done < ticket:
+                if not self.running:
+                    break
+                self.cond.wait()
+            else:
+                return  # an fsync that began after this rename covered it
+            self.running = True
+            covers = self.requested
+        try:
+            _fsync_dir(folder)
+        except BaseException:
+            with self.cond:
+                self.running = False
+                self.cond.notify_all()
+            raise
+        with self.cond:
+            self.running = False
+            self.done = max(self.done, covers)
+            self.cond.notify_all()
 
 
 def _preallocate(fd: int, size: int) -> None:
