@@ -185,6 +185,7 @@ class SftpDestination:
         self.where = f"{config.host}:{config.port}"
         self._key: Any = None  # the loaded private key (asyncssh.SSHKey), loaded once
         self._pool = _Pool(self._connect, config.connections)
+        self._temps = _Temps()
         self.log = log.bind(destination=self.name, server=self.where)
 
     def _path(self, key: str) -> str:
@@ -262,7 +263,7 @@ class SftpDestination:
         if tmp is not None and offset is not None:
             self.log.info("sftp_resume", file=src.key, offset=offset, size=src.size)
             return tmp, offset
-        tmp = _temp_path(final)
+        tmp = self._temps.new(final)
         resume.save({"tmp": tmp, "size": src.size, "mtime_ns": src.mtime_ns})
         return tmp, 0
 
@@ -352,6 +353,7 @@ class SftpDestination:
                 await _replace_without_posix_rename(session.sftp, tmp, final)
 
         await self._call(f"renaming {tmp} to {posixpath.basename(final)}", rename)
+        self._temps.gone(tmp)
 
     async def _discard(self, tmp: str | None, resume: ResumeState) -> None:
         """Remove a temp file that must not be resumed; never hides the first error."""
@@ -414,7 +416,7 @@ class SftpDestination:
         final = self._path(key)
         await self._makedirs(posixpath.dirname(final))
         await self._remove_stale_temps(final, keep=None)
-        tmp = _temp_path(final)
+        tmp = self._temps.new(final)
         remote = _RemoteFile(self, tmp, "wb")
         try:
             try:
@@ -605,23 +607,23 @@ class SftpDestination:
                     raise
 
         await self._call(f"removing {path}", op)
+        self._temps.gone(path)
 
     async def _remove_stale_temps(self, final: str, keep: str | None) -> None:
-        """Temporary files a killed process left behind for this name (except the
-        one being resumed)."""
+        """Temporary files left behind for this name (except the one being
+        resumed): those a killed process left, found by listing the folder once
+        per run, and those of this run's failed attempts, known by name."""
         folder = posixpath.dirname(final)
-        prefix = f".{posixpath.basename(final)}{TMP_MARK}".encode()
-        keep_name = None if keep is None else posixpath.basename(keep).encode()
+        if not self._temps.listed(folder):
 
-        async def names(session: _Session) -> list[bytes]:
-            # bytes: a name in the folder that is not UTF-8 must not break the listing
-            return list(await session.sftp.listdir(folder.encode()))
+            async def names(session: _Session) -> list[bytes]:
+                # bytes: a name in the folder that is not UTF-8 must not break the listing
+                return list(await session.sftp.listdir(folder.encode()))
 
-        for name in await self._call(f"listing {folder}", names):
-            if name.startswith(prefix) and name.endswith(b".tmp") and name != keep_name:
-                stale = posixpath.join(folder, name.decode(errors="surrogateescape"))
-                await self._remove(stale)
-                self.log.info("sftp_stale_temp_removed", path=stale)
+            self._temps.found(folder, await self._call(f"listing {folder}", names))
+        for stale in self._temps.stale(final, keep):
+            await self._remove(stale)
+            self.log.info("sftp_stale_temp_removed", path=stale)
 
 
 class _Missing(TriplicateError):
@@ -777,7 +779,58 @@ async def _replace_without_posix_rename(sftp: "asyncssh.SFTPClient", tmp: str, f
     await sftp.rename(tmp, final)
 
 
-def _temp_path(final: str) -> str:
-    folder, name = posixpath.split(final)
-    return posixpath.join(folder, f".{name}{TMP_MARK}{os.getpid()}-{time.time_ns()}.tmp")
+class _Temps:
+    """Which temporary files may be stale, without listing a folder per file.
+
+    A folder is listed once per run (a folder of N files would otherwise cost
+    N² names); the temp files found then are the ones killed processes left.
+    Every temp file this process makes is remembered until it is renamed or
+    removed, so one left by a failed attempt of this run is found by its name.
+    Whether a temp file is stale is decided only by a put of its own final name,
+    and puts of one name never overlap, so a snapshot older than the put is
+    enough: nothing in it can be a temp file that put is writing.
+    """
+
+    def __init__(self) -> None:
+        self._left: dict[str, dict[bytes, list[bytes]]] = {}  # folder -> final name -> temp names found
+        self._made: dict[str, str] = {}  # temp path -> final path
+
+    def listed(self, folder: str) -> bool:
+        return folder in self._left
+
+    def found(self, folder: str, names: list[bytes]) -> None:
+        left: dict[bytes, list[bytes]] = {}
+        for name in names:
+            final = _final_name(name)
+            if final is not None:
+                left.setdefault(final, []).append(name)
+        self._left.setdefault(folder, left)  # a listing that raced this one stays as good
+
+    def stale(self, final: str, keep: str | None) -> list[str]:
+        folder, name = posixpath.split(final)
+        found = self._left.get(folder, {}).pop(name.encode(), [])
+        paths = {posixpath.join(folder, n.decode(errors="surrogateescape")) for n in found}
+        paths.update(tmp for tmp, its_final in self._made.items() if its_final == final)
+        if keep is not None:
+            paths.discard(keep)
+            self._made[keep] = final  # resumed: from now on this process knows it by name
+        return sorted(paths)
+
+    def new(self, final: str) -> str:
+        folder, name = posixpath.split(final)
+        tmp = posixpath.join(folder, f".{name}{TMP_MARK}{os.getpid()}-{time.time_ns()}.tmp")
+        self._made[tmp] = final
+        return tmp
+
+    def gone(self, path: str) -> None:
+        self._made.pop(path, None)
+
+
+_TEMP_NAME = re.compile(rb"^\.(.+)" + re.escape(TMP_MARK.encode()) + rb"\d+-\d+\.tmp$", re.DOTALL)
+
+
+def _final_name(name: bytes) -> bytes | None:
+    """The name a temporary file was made for, or None for any other name."""
+    match = _TEMP_NAME.match(name)
+    return None if match is None else match.group(1)
 
