@@ -49,6 +49,7 @@ import contextlib
 import os
 import posixpath
 import re
+import shlex
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -82,6 +83,11 @@ TMP_MARK = ".triplicate-"
 MiB = 1024 * 1024
 KEEPALIVE_INTERVAL = 15.0  # with 3 unanswered keepalives, a silent link is declared dead after ~45 s
 TRIES = 4  # per request; the scheduler retries the whole put later with backoff
+# Commands that print a file's xxh64 as big-endian hex (as ASC MHL writes it), tried in this order.
+REMOTE_HASHERS = ("xxhsum -H1", "xxh64sum")
+PROBE_SECONDS = 15.0  # a server that forces internal-sftp answers an exec with an SFTP server: it ends at stdin's EOF
+REMOTE_HASH_RATE = 20 * MiB  # bytes/s a server hashes at least, for the command's timeout on a big file
+_HEX64 = re.compile(r"^[0-9a-f]{16}$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -117,6 +123,17 @@ class SftpConfig(DestinationConfig):
     fsync: bool = Field(
         default=True,
         description="Ask the server to flush every copy to its disk (fsync@openssh.com) before it counts.",
+    )
+    verify: Literal["auto", "remote-hash", "read-back"] = Field(
+        default="auto",
+        description='How a copy is checked: "remote-hash" runs xxhsum -H1 (or xxh64sum) on the server over SSH, '
+        'so the bytes cross the network once; "read-back" downloads the copy and hashes it here; "auto" uses the '
+        "remote hash when the server has one (probed when the destination opens), else reads back.",
+    )
+    remote_hash_min_size: ByteSize = Field(
+        default=16 * MiB,
+        description="Smallest file the remote hash checks; smaller ones are read back, which costs less than "
+        "starting a command on the server (a login shell: 20-200 ms).",
     )
 
     @field_validator("path")
@@ -186,6 +203,7 @@ class SftpDestination:
         self._key: Any = None  # the loaded private key (asyncssh.SSHKey), loaded once
         self._pool = _Pool(self._connect, config.connections)
         self._temps = _Temps()
+        self._hasher: str | None = None  # the server's xxh64 command, once the probe found one
         self.log = log.bind(destination=self.name, server=self.where)
 
     def _path(self, key: str) -> str:
@@ -208,6 +226,7 @@ class SftpDestination:
                 )
 
         await self._call("checking the remote folder", check)
+        await self._choose_verification()
 
     async def close(self) -> None:
         await self._pool.close()
@@ -292,7 +311,7 @@ class SftpDestination:
         if found is None or found.size != src.size:
             return None
         try:
-            xxh64, length = await self._hash_remote(final)
+            xxh64, length = await self._hash_remote(final, src.size)
         except _Missing:
             return None
         if xxh64 != src.xxh64 or length != src.size:
@@ -330,7 +349,7 @@ class SftpDestination:
 
     async def _check_copy(self, path: str, xxh64: str, size: int) -> None:
         try:
-            copied, length = await self._hash_remote(path)
+            copied, length = await self._hash_remote(path, size)
         except _Missing:
             raise TransientError(
                 f"destination {self.name!r}: temporary file {path} vanished on {self.where} before it was checked; "
@@ -365,7 +384,7 @@ class SftpDestination:
     async def verify(self, key: str, xxh64: str, size: int) -> None:
         path = self._path(key)
         try:
-            found, length = await self._hash_remote(path)
+            found, length = await self._hash_remote(path, size)
         except _Missing:
             raise PermanentError(
                 f"copy missing at destination {self.name!r}: {key} ({path} on {self.where})"
@@ -417,20 +436,24 @@ class SftpDestination:
         await self._makedirs(posixpath.dirname(final))
         await self._remove_stale_temps(final, keep=None)
         tmp = self._temps.new(final)
-        remote = _RemoteFile(self, tmp, "wb")
         try:
-            try:
-                await remote.open()
-                await remote.write(data, 0)
-                if self.config.fsync:
-                    await remote.fsync()
-            finally:
-                await remote.close()
+            await self._write_file(tmp, data)
             await self._finish(tmp, final, time.time_ns())
         except Exception:  # a cancelled write leaves its temp to the next write's clean-up
             with contextlib.suppress(TriplicateError):
                 await self._remove(tmp)
             raise
+
+    async def _write_file(self, path: str, data: bytes) -> None:
+        """Create `path` holding `data`, flushed when so configured."""
+        remote = _RemoteFile(self, path, "wb")
+        try:
+            await remote.open()
+            await remote.write(data, 0)
+            if self.config.fsync:
+                await remote.fsync()
+        finally:
+            await remote.close()
 
     # ---- connections and errors ------------------------------------------------
 
@@ -560,7 +583,15 @@ class SftpDestination:
 
     # ---- remote files -------------------------------------------------------------
 
-    async def _hash_remote(self, path: str) -> tuple[str, int]:
+    async def _hash_remote(self, path: str, size: int) -> tuple[str, int]:
+        """xxh64 and length of a remote file expected to hold `size` bytes:
+        hashed by the server when it can and the file is big enough, else read
+        back. Raises _Missing."""
+        if self._hasher is not None and size >= self.config.remote_hash_min_size:
+            return await self._hash_by_command(self._hasher, path)
+        return await self._read_back(path)
+
+    async def _read_back(self, path: str) -> tuple[str, int]:
         """xxh64 and length of a remote file, read in order with the next chunk
         already requested while the current one is hashed. Raises _Missing."""
         remote = _RemoteFile(self, path, "rb")
@@ -584,6 +615,77 @@ class SftpDestination:
             await asyncio.gather(*reads, return_exceptions=True)
             await remote.close()
         return digest.hexdigest(), total
+
+    async def _hash_by_command(self, command: str, path: str) -> tuple[str, int]:
+        """xxh64 and length of a remote file, hashed on the server by `command`
+        (the bytes its file system holds). Raises _Missing."""
+        ssh = _asyncssh()
+
+        async def op(session: _Session) -> tuple[str, int]:
+            try:
+                size = (await session.sftp.stat(path)).size or 0
+            except (ssh.SFTPNoSuchFile, ssh.SFTPNoSuchPath):
+                raise _Missing(path) from None
+            result = await _run(session, f"{command} {shlex.quote(_shell_path(path))}",
+                                timeout=60.0 + size / REMOTE_HASH_RATE)
+            xxh64 = _printed_hash(result)
+            if xxh64 is None:
+                if not await session.sftp.exists(path):
+                    raise _Missing(path)
+                raise TransientError(
+                    f"destination {self.name!r}: `{command}` on {self.where} printed no hash for {path} "
+                    f"(exit status {result.exit_status}: {_first_line(result.stderr)}); retrying"
+                )
+            return xxh64, size
+
+        return await self._call(f"hashing {path} on the server", op)
+
+    async def _choose_verification(self) -> None:
+        """Probe once for a remote xxh64 command (unless told to read back) and
+        say which method checks the copies."""
+        self._hasher = None
+        reason = "verify = read-back"
+        if self.config.verify != "read-back":
+            self._hasher, reason = await self._probe_hashers()
+            if self._hasher is None and self.config.verify == "remote-hash":
+                raise PermanentError(
+                    f"destination {self.name!r}: verify = \"remote-hash\" but {self.where} cannot hash files over "
+                    f"SSH ({reason}); install xxhsum there (Debian/Ubuntu: apt-get install xxhash) and allow "
+                    f"{self.config.username} to run commands, or set verify = \"auto\" or \"read-back\""
+                )
+        method = "read-back" if self._hasher is None else "remote-hash"
+        self.log.info("sftp_verification", method=method, command=self._hasher, reason=reason)
+
+    async def _probe_hashers(self) -> tuple[str | None, str]:
+        """The first command that hashes a probe file written over SFTP to the
+        hash of its bytes, which proves that the command works and that it sees
+        the paths the SFTP session sees; else None and why not."""
+        probe_final = posixpath.join(self.config.path, ".triplicate-hash-probe")
+        data = f"triplicate hash probe {os.getpid()} {time.time_ns()}\n".encode()
+        digest = new_digest("xxh64")
+        digest.update(data)
+        await self._remove_stale_temps(probe_final, keep=None)  # a killed probe's file
+        tmp = self._temps.new(probe_final)
+        reasons = []
+        try:
+            await self._write_file(tmp, data)
+            session = await self._pool.get()
+            for command in REMOTE_HASHERS:
+                try:
+                    result = await _run(session, f"{command} {shlex.quote(_shell_path(tmp))}", timeout=PROBE_SECONDS)
+                except Exception as exc:  # no exec channel, a timeout: this server hashes nothing for us
+                    if _is_connection_error(exc) and session.closed:
+                        raise self._mapped(exc, "probing for a hash command") from None
+                    reasons.append(f"{command.split()[0]}: {type(exc).__name__} {exc}".strip())
+                    continue
+                if _printed_hash(result) == digest.hexdigest():
+                    return command, f"{command.split()[0]} hashed a probe file correctly"
+                reasons.append(f"{command.split()[0]}: exit status {result.exit_status}, "
+                               f"{_first_line(result.stderr) or _first_line(result.stdout) or 'no output'}")
+        finally:
+            with contextlib.suppress(TriplicateError):
+                await self._remove(tmp)
+        return None, "; ".join(reasons)
 
     async def _makedirs(self, folder: str) -> None:
         ssh = _asyncssh()
@@ -777,6 +879,36 @@ async def _replace_without_posix_rename(sftp: "asyncssh.SFTPClient", tmp: str, f
     with contextlib.suppress(_asyncssh().SFTPNoSuchFile):
         await sftp.remove(final)
     await sftp.rename(tmp, final)
+
+
+async def _run(session: _Session, command: str, timeout: float) -> "asyncssh.SSHCompletedProcess":
+    """Run `command` on the server with no input (stdin at EOF at once)."""
+    ssh = _asyncssh()
+    process = await session.conn.create_process(command, stdin=ssh.DEVNULL, encoding="utf-8", errors="replace")
+    try:
+        return await process.wait(check=False, timeout=timeout)
+    finally:
+        process.close()  # after a timeout the channel would stay open
+
+
+def _printed_hash(result: "asyncssh.SSHCompletedProcess") -> str | None:
+    """The xxh64 a successful `xxhsum -H1 FILE` printed ("HASH  FILE"; a
+    leading backslash marks an escaped file name)."""
+    if result.exit_status != 0 or not isinstance(result.stdout, str):
+        return None
+    words = result.stdout.split(maxsplit=1)
+    found = words[0].lstrip("\\").lower() if words else ""
+    return found if _HEX64.match(found) else None
+
+
+def _first_line(text: object) -> str:
+    return str(text or "").strip().split("\n", 1)[0][:200]
+
+
+def _shell_path(path: str) -> str:
+    """A path a command cannot take for an option; relative paths start, as
+    SFTP's do, in the login folder."""
+    return path if path.startswith("/") else f"./{path}"
 
 
 class _Temps:
