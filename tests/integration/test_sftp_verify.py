@@ -168,3 +168,16 @@ async def test_a_folder_is_listed_once_and_this_runs_temps_are_removed_by_name(s
     finally:
         await dest.close()
     assert temps(folder) == [] and len(listed) == 1
+
+
+async def test_aes_gcm_is_preferred_and_nothing_is_compressed(sshd) -> None:  # type: ignore[no-untyped-def]
+    dest = SftpDestination(config(sshd, str(fresh_folder(sshd)), verify="read-back"))
+    await dest.open()
+    try:
+        conn = (await dest._pool.get()).conn
+        ciphers = (conn.get_extra_info("send_cipher"), conn.get_extra_info("recv_cipher"))
+        compression = (conn.get_extra_info("send_compression"), conn.get_extra_info("recv_compression"))
+    finally:
+        await dest.close()
+    assert ciphers == ("aes128-gcm@openssh.com", "aes128-gcm@openssh.com")
+    assert compression == ("none", "none")

@@ -88,6 +88,13 @@ REMOTE_HASHERS = ("xxhsum -H1", "xxh64sum")
 PROBE_SECONDS = 15.0  # a server that forces internal-sftp answers an exec with an SFTP server: it ends at stdin's EOF
 REMOTE_HASH_RATE = 20 * MiB  # bytes/s a server hashes at least, for the command's timeout on a big file
 _HEX64 = re.compile(r"^[0-9a-f]{16}$")
+# AES-GCM first: OpenSSL does it in one call per packet with AES instructions,
+# where asyncssh's chacha20-poly1305 builds two ciphers per packet in Python (a
+# 512 MiB put took 1.9 s of client CPU against 3.0-3.7 s). The rest is
+# asyncssh's own order, for servers without GCM. No compression: media does not
+# shrink and zlib would cost more CPU than the link saves.
+ENCRYPTION_ALGS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com",
+                   "aes256-ctr", "aes192-ctr", "aes128-ctr")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -468,6 +475,7 @@ class SftpDestination:
                 client_keys=[key], known_hosts=str(self.config.known_hosts),
                 config=[], agent_path=None, gss_kex=False, gss_auth=False, preferred_auth="publickey",
                 connect_timeout=self.config.connect_timeout,
+                encryption_algs=list(ENCRYPTION_ALGS), compression_algs=["none"],
                 keepalive_interval=KEEPALIVE_INTERVAL, keepalive_count_max=3,
             )
         except Exception as exc:
