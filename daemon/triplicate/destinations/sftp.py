@@ -52,7 +52,7 @@ import re
 import shlex
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterator, Literal, TypeVar
 
 import structlog
@@ -87,6 +87,9 @@ TRIES = 4  # per request; the scheduler retries the whole put later with backoff
 REMOTE_HASHERS = ("xxhsum -H1", "xxh64sum")
 PROBE_SECONDS = 15.0  # a server that forces internal-sftp answers an exec with an SFTP server: it ends at stdin's EOF
 REMOTE_HASH_RATE = 20 * MiB  # bytes/s a server hashes at least, for the command's timeout on a big file
+# Commands at once per connection: OpenSSH's MaxSessions (10) counts them with the SFTP session, and
+# a refused channel must not look like a lost connection.
+COMMANDS_PER_CONNECTION = 4
 _HEX64 = re.compile(r"^[0-9a-f]{16}$")
 # AES-GCM first: OpenSSL does it in one call per packet with AES instructions,
 # where asyncssh's chacha20-poly1305 builds two ciphers per packet in Python (a
@@ -634,8 +637,16 @@ class SftpDestination:
                 size = (await session.sftp.stat(path)).size or 0
             except (ssh.SFTPNoSuchFile, ssh.SFTPNoSuchPath):
                 raise _Missing(path) from None
-            result = await _run(session, f"{command} {shlex.quote(_shell_path(path))}",
-                                timeout=60.0 + size / REMOTE_HASH_RATE)
+            timeout = 60.0 + size / REMOTE_HASH_RATE
+            try:
+                result = await _run(session, f"{command} {shlex.quote(_shell_path(path))}", timeout=timeout)
+            except (ssh.ChannelOpenError, ssh.TimeoutError) as exc:
+                if session.closed:
+                    raise
+                why = f"did not finish within {timeout:.0f} s" if isinstance(exc, ssh.TimeoutError) else exc.reason
+                raise TransientError(
+                    f"destination {self.name!r}: `{command}` on {self.where} for {path}: {why}; retrying"
+                ) from None
             xxh64 = _printed_hash(result)
             if xxh64 is None:
                 if not await session.sftp.exists(path):
@@ -806,6 +817,7 @@ class _RemoteFile:
 class _Session:
     conn: "asyncssh.SSHClientConnection"
     sftp: "asyncssh.SFTPClient"
+    commands: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(COMMANDS_PER_CONNECTION))
 
     @property
     def closed(self) -> bool:
@@ -892,11 +904,12 @@ async def _replace_without_posix_rename(sftp: "asyncssh.SFTPClient", tmp: str, f
 async def _run(session: _Session, command: str, timeout: float) -> "asyncssh.SSHCompletedProcess":
     """Run `command` on the server with no input (stdin at EOF at once)."""
     ssh = _asyncssh()
-    process = await session.conn.create_process(command, stdin=ssh.DEVNULL, encoding="utf-8", errors="replace")
-    try:
-        return await process.wait(check=False, timeout=timeout)
-    finally:
-        process.close()  # after a timeout the channel would stay open
+    async with session.commands:
+        process = await session.conn.create_process(command, stdin=ssh.DEVNULL, encoding="utf-8", errors="replace")
+        try:
+            return await process.wait(check=False, timeout=timeout)
+        finally:
+            process.close()  # after a timeout the channel would stay open
 
 
 def _printed_hash(result: "asyncssh.SSHCompletedProcess") -> str | None:
