@@ -3,36 +3,42 @@ built on asyncssh.
 
 A copy is uploaded to a hidden temporary name beside its final name
 (`.NAME.triplicate-PID-NS.tmp`), flushed with fsync@openssh.com when the server
-offers it, read back and hashed, given the source's mtime, and only then renamed
-into place, so the final name never holds a torn or unverified file.
+offers it, hashed, given the source's mtime, and only then renamed into place,
+so the final name never holds a torn or unverified file.
 
 - Writes use asyncssh's pipelined writes: each chunk (`chunk_size`) goes out as
   several write requests in flight, each of the size the server announces
   (limits@openssh.com; OpenSSH: 255 KiB). Bigger requests break OpenSSH, whose
   messages are capped at 256 KiB.
-- Read-back verification costs a full download of every copy. OpenSSH offers no
-  server-side hashing over SFTP: its sftp-server and internal-sftp (checked on
-  9.2) announce posix-rename, statvfs, fstatvfs, hardlink, fsync, lsetstat,
-  limits, expand-path, copy-data and users-groups-by-id, but not
-  "check-file"/"check-file-name". So the temp file is read back over SFTP
-  (pipelined like the writes) and hashed with xxh64 before the rename: each byte
-  crosses the network twice and a copy takes about upload time + download time.
-  The bytes may come from the server's page cache: this proves what the server's
-  file system returns, not what its disk holds.
+- Verification: OpenSSH offers no server-side hashing over SFTP (its
+  sftp-server and internal-sftp, checked on 9.2, announce no
+  "check-file"/"check-file-name"). Where the login may run commands, `xxhsum
+  -H1 FILE` (or `xxh64sum`) on the server hashes the temp file: the bytes cross
+  the network once. Whether it works is probed once at open by hashing a small
+  file written over SFTP, which also proves that the command sees the paths the
+  SFTP session sees (a chroot or a forced internal-sftp fails the probe).
+  Otherwise, and for files under `remote_hash_min_size` (starting a command
+  costs a login shell, more than reading a small file), the temp file is read
+  back over SFTP (pipelined like the writes) and hashed here: each byte crosses
+  the network twice. Either way the bytes may come from the server's page
+  cache: this proves what the server's file system returns, not what its disk
+  holds.
 - The rename uses posix-rename@openssh.com, which replaces an existing file
   atomically. A server without it gets remove + rename: for a moment the final
   name is absent (never half-written), and a crash in that moment leaves only
   the verified temp file, which the next put (resumed) renames.
 - mtime: the source's mtime is set on the copy; SFTP v3 carries whole seconds.
   SFTP has no user metadata, so stat() reports no xxh64; an existing copy counts
-  as identical only after it is read back and hashed.
+  as identical only after it is hashed (as a copy is checked).
+- Stale temp files (a killed process's): each folder is listed once per run;
+  temp files of this run's failed attempts are known by name (`_Temps`).
 - Resume: the resume state holds the temp path and the source version (size,
   mtime_ns) it belongs to, saved once, before the first byte is sent. The temp
   file's size on the server is the offset to continue from: writes go out in
   offset order and OpenSSH handles a session's requests in order, so a killed
   transfer leaves a contiguous prefix. The source prefix is hashed again locally
   (SourceReader.skip_to) for the whole-file xxh64. The prefix on the server is
-  not trusted blindly: the read-back of the whole temp file catches a bad one,
+  not trusted blindly: the hash of the whole temp file catches a bad one,
   deletes the temp file and raises VerificationFailed.
 - Connections: `connections` SSH connections with one SFTP session each, shared
   by all transfers (SFTP multiplexes requests). A dropped connection is replaced
@@ -314,7 +320,7 @@ class SftpDestination:
 
     async def _identical(self, final: str, src: SourceFile) -> Receipt | None:
         """A copy already in place with the known size and hash is kept as is
-        (SFTP has no metadata: that takes a read-back)."""
+        (SFTP has no metadata: that takes hashing it)."""
         if src.xxh64 is None:
             return None
         found = await self._stat_path(final)
