@@ -685,20 +685,24 @@ class SftpDestination:
         """The first command that hashes a probe file written over SFTP to the
         hash of its bytes, which proves that the command works and that it sees
         the paths the SFTP session sees; else None and why not."""
+        ssh = _asyncssh()
         probe_final = posixpath.join(self.config.path, ".triplicate-hash-probe")
         data = f"triplicate hash probe {os.getpid()} {time.time_ns()}\n".encode()
         digest = new_digest("xxh64")
         digest.update(data)
         await self._remove_stale_temps(probe_final, keep=None)  # a killed probe's file
         tmp = self._temps.new(probe_final)
-        reasons = []
+        reasons: list[str] = []
         try:
-            await self._write_file(tmp, data)
+            try:
+                await self._write_file(tmp, data)
+            except PermanentError as exc:  # e.g. a login that may only read: `triplicate verify` still works
+                return None, f"cannot write a probe file ({exc})"
             session = await self._pool.get()
             for command in REMOTE_HASHERS:
                 try:
                     result = await _run(session, f"{command} {shlex.quote(_shell_path(tmp))}", timeout=PROBE_SECONDS)
-                except Exception as exc:  # no exec channel, a timeout: this server hashes nothing for us
+                except (ssh.Error, OSError) as exc:  # no exec channel, a timeout: this server hashes nothing for us
                     if _is_connection_error(exc) and session.closed:
                         raise self._mapped(exc, "probing for a hash command") from None
                     reasons.append(f"{command.split()[0]}: {type(exc).__name__} {exc}".strip())
