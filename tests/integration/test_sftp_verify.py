@@ -13,7 +13,7 @@ from structlog.testing import capture_logs
 
 from triplicate.destinations.base import NoResume, SourceFile
 from triplicate.destinations.sftp import SftpDestination
-from triplicate.errors import PermanentError, VerificationFailed
+from triplicate.errors import PermanentError, TransientError, VerificationFailed
 from triplicate.hashing import xxh64_bytes
 
 from tests.conformance.cases.sftp import config, fresh_folder
@@ -181,3 +181,27 @@ async def test_aes_gcm_is_preferred_and_nothing_is_compressed(sshd) -> None:  # 
         await dest.close()
     assert ciphers == ("aes128-gcm@openssh.com", "aes128-gcm@openssh.com")
     assert compression == ("none", "none")
+
+
+@pytest.mark.parametrize("verify", ["auto", "remote-hash"])
+async def test_a_hash_command_that_breaks_after_open(verify: str, sshd, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    folder = fresh_folder(sshd)
+    data = os.urandom(MiB)
+    with capture_logs() as logs:
+        dest = SftpDestination(config(sshd, str(folder), verify=verify, remote_hash_min_size=0))
+        await dest.open()
+        dest._hasher = "false"  # as if xxhsum were uninstalled since: runs, prints nothing, exits 1
+        try:
+            if verify == "auto":
+                receipt = await dest.put(source(tmp_path, "A001/clip.mov", data), NoResume())
+            else:
+                with pytest.raises(TransientError, match="printed no hash"):
+                    await dest.put(source(tmp_path, "A001/clip.mov", data), NoResume())
+        finally:
+            await dest.close()
+    failed = [e for e in logs if e["event"] == "sftp_remote_hash_failed"]
+    if verify == "auto":
+        assert receipt.xxh64 == xxh64_bytes(data) and (folder / "A001" / "clip.mov").read_bytes() == data
+        assert len(failed) == 1 and dest._hasher is None
+    else:
+        assert failed == [] and not (folder / "A001" / "clip.mov").exists()

@@ -605,7 +605,14 @@ class SftpDestination:
         hashed by the server when it can and the file is big enough, else read
         back. Raises _Missing."""
         if self._hasher is not None and size >= self.config.remote_hash_min_size:
-            return await self._hash_by_command(self._hasher, path)
+            try:
+                return await self._hash_by_command(self._hasher, path)
+            except _CommandFailed as exc:
+                if self.config.verify == "remote-hash":
+                    raise TransientError(str(exc)) from None
+                # auto: the command worked at open and broke since (uninstalled, PATH changed)
+                self._hasher = None
+                self.log.warning("sftp_remote_hash_failed", error=str(exc), method="read-back")
         return await self._read_back(path)
 
     async def _read_back(self, path: str) -> tuple[str, int]:
@@ -657,7 +664,7 @@ class SftpDestination:
             if xxh64 is None:
                 if not await session.sftp.exists(path):
                     raise _Missing(path)
-                raise TransientError(
+                raise _CommandFailed(
                     f"destination {self.name!r}: `{command}` on {self.where} printed no hash for {path} "
                     f"(exit status {result.exit_status}: {_first_line(result.stderr)}); retrying"
                 )
@@ -759,6 +766,10 @@ class SftpDestination:
 
 class _Missing(TriplicateError):
     """The remote file does not exist (turned into the caller's own message)."""
+
+
+class _CommandFailed(TriplicateError):
+    """The hash command ran but printed no hash for a file that exists."""
 
 
 class _RemoteFile:
