@@ -85,12 +85,14 @@ class S3Config(DestinationConfig):
         "Objects in GLACIER or DEEP_ARCHIVE must be restored before `verify` can read them.",
     )
     part_size: ByteSize = Field(
-        default=64 * MiB,
-        description='One part of a multipart upload, e.g. "64MiB" (5 MiB to 5 GiB), grown so that no file needs more '
-        "than 10,000 parts. Files up to this size go up in one request.",
+        default=16 * MiB,
+        description='One part of a multipart upload, e.g. "16MiB" (5 MiB to 5 GiB), grown so that no file needs more '
+        "than 10,000 parts (beyond 156 GiB at 16 MiB). Files up to this size go up in one request.",
     )
     part_concurrency: int = Field(
-        default=4, ge=1, le=32, description="Parts of one file in flight at once (each held in memory while it is sent)."
+        default=8, ge=1, le=32,
+        description="Parts of one file in flight at once, each in a buffer of part_size: a file being sent holds "
+        "part_concurrency x part_size of memory (128 MiB by default), whatever its size.",
     )
     checksum: Literal["crc32c", "sha256", "md5", "none"] = Field(
         default="crc32c",
