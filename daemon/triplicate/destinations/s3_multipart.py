@@ -83,6 +83,7 @@ class MultipartSender:
             **self.api.new_object(xxh64, src.mtime_ns), **self.checksum.create_params(),
         )
         upload = Upload(src, full, plan, xxh64, answer["UploadId"])
+        self.saved.started(full, upload.upload_id)
         resume.save(upload.state(self.checksum.name))  # before any part: a kill now leaves no unknown upload
         return upload
 
@@ -134,6 +135,7 @@ class MultipartSender:
             )
         except Missing:
             pass  # an earlier try completed it but its answer was lost; the check below decides
+        self.saved.ended(upload.full, upload.upload_id)
 
 
 class _PartPool:
