@@ -37,6 +37,7 @@ def fill(reader: SourceReader, view: memoryview, checksum: Checksum) -> bytes:
         view[got:got + len(block)] = block
         digest.update(block)
         got += len(block)
+    reader.block_size = FILL_BLOCK  # whole blocks again for a skip_to over parts already sent
     return digest.digest()
 
 
