@@ -352,7 +352,6 @@ class WatchFolder:
 
     def _consider(self, disk_path: str, st: os.stat_result | None) -> None:
         relpath = nfc(disk_path)
-        self.checks.vanished.discard(relpath)
         if not self.filter.wanted(relpath):
             return
         if st is not None and self._unchanged(relpath, st):
