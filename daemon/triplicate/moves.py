@@ -127,7 +127,7 @@ class ContentChecks:
             xxh64 = item.xxh64 or await asyncio.to_thread(self._hash, item)
             if xxh64 is not None:
                 found = self._judge(item, xxh64, candidates)
-        except Exception as exc:  # the check only saves work: a file it cannot judge goes on as it is
+        except Exception as exc:  # noqa: BLE001 - the check only saves work: a file it cannot judge goes on as it is
             log.warning("content_check_failed", watch=self.watch, file=item.relpath, error=str(exc))
         finally:
             self._offloads[item.offload] -= 1

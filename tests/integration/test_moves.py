@@ -174,3 +174,29 @@ def test_a_rewrite_that_restores_size_and_mtime_is_a_new_version(tmp_path: Path)
     assert {b for _, b in copies(setup, "A001/C002.mov").values()} == {len(b"untouched " * 1000)}, "not sent again"
     third = setup.run_once()  # the new ctimes are recorded: nothing is hashed again
     assert not [e for e in log_events(third.stderr) if e["event"] in ("file_rewritten_in_place", "file_metadata_changed")]
+
+
+def test_a_renamed_offload_folder_is_copied_in_place(tmp_path: Path) -> None:
+    """One moved event for the folder, none per file: every file it held is a
+    candidate."""
+    setup = make_setup(tmp_path, settle=0.3)
+    files = {f"DAY1/A001/C{n:03d}.mov": os.urandom(100_000 + n) for n in range(5)}
+    for rel, data in files.items():
+        write_file(setup.watch / rel, data, mtime=OLD)
+    daemon = setup.start()
+    try:
+        wait_for(lambda: all_verified(setup, *files), 60, "the first copies")
+        os.rename(setup.watch / "DAY1", setup.watch / "DAY1 – wrap")
+        renamed = [rel.replace("DAY1/", "DAY1 – wrap/", 1) for rel in files]
+        wait_for(lambda: all_verified(setup, *renamed), 60, "the renamed offload")
+    finally:
+        out = stop(daemon)
+    assert len([e for e in log_events(out) if e["event"] == "file_moved"]) == len(files)
+    for old, new in zip(files, renamed):
+        assert moved_from(setup, new) == old
+        assert {b for _, b in copies(setup, new).values()} == {0}
+        for root in setup.destinations.values():
+            assert (root / new).read_bytes() == files[old]
+    for root in setup.destinations.values():
+        history_verifies(root / "DAY1 – wrap")
+        history_verifies(root / "DAY1")

@@ -5,7 +5,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-
 from triplicate import journal as journal_module
 from triplicate.journal import Journal, SeenFile
 
