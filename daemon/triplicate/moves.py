@@ -148,8 +148,9 @@ class ContentChecks:
                 self.journal.set_ctime(self.watch, item.relpath, item.ctime_ns)
                 log.info("file_metadata_changed", watch=self.watch, file=item.relpath, xxh64=xxh64)
                 return None
-            log.info("file_rewritten_in_place", watch=self.watch, file=item.relpath, xxh64=xxh64,
-                     recorded=None if recorded is None else recorded[1])
+            if recorded is not None and recorded[1] is not None:  # else nothing read it yet: this hash pins it
+                log.info("file_rewritten_in_place", watch=self.watch, file=item.relpath, xxh64=xxh64,
+                         recorded=recorded[1])
             return dataclasses.replace(item, xxh64=xxh64)
         for old in candidates:
             recorded = self.journal.current_version(self.watch, old)
