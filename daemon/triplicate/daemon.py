@@ -235,10 +235,12 @@ class Daemon:
         states = self.journal.copy_state_counts()
         ok = states.get("verified", 0)
         undecided = offload_checks.undecided_count(self.journal)  # source files that need a person
+        # an offload held by an unusable upstream history has no copy rows at all, yet needs a person too
+        invalid = offload_checks.invalid_offloads(self.journal, [str(w.root) for w in self.watchers])
         not_ok = undecided + sum(n for s, n in states.items() if s not in ("verified", "superseded"))
         log.info("run_finished", verified=ok, not_verified=not_ok, mhl_generations=self.manifests.written,
-                 source_problems=undecided)
-        return 0 if not_ok == 0 else 1
+                 source_problems=undecided, mhl_invalid=invalid)
+        return 0 if not_ok == 0 and not invalid else 1
 
     def close(self) -> None:
         self.journal.close()

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import structlog
 
-from .destinations.base import Destination, Receipt, SourceFile
+from .destinations.base import CopiesInPlace, Destination, Receipt, SourceFile
 from .errors import (
     CopyRefused,
     PermanentError,
@@ -237,7 +237,7 @@ class DestinationRunner:
         self.tried[job.copy_id] = self.tried.get(job.copy_id, 0) + 1
         started = time.monotonic()
         try:
-            receipt = await self.dest.put(src, JournalResume(self.journal, job.copy_id), self._progress)
+            receipt = await self._copy_or_put(job, src)
         except asyncio.CancelledError:
             self.journal.release(job.copy_id)
             raise
@@ -262,6 +262,16 @@ class DestinationRunner:
         else:
             self._record(job, receipt, time.monotonic() - started, jlog)
 
+    async def _copy_or_put(self, job: CopyJob, src: SourceFile) -> Receipt:
+        """A moved file is copied from the copy this destination already holds,
+        where the destination can (`Destination.copy`); otherwise sent."""
+        if job.copy_from is not None and src.xxh64 is not None and isinstance(self.dest, CopiesInPlace):
+            receipt = await self.dest.copy(job.copy_from, src)
+            if receipt is not None:
+                return receipt
+            self.log.info("copy_source_unusable", file=job.relpath, copy_from=job.copy_from)
+        return await self.dest.put(src, JournalResume(self.journal, job.copy_id), self._progress)
+
     def _record(self, job: CopyJob, receipt: Receipt, seconds: float, jlog: Any) -> None:
         if receipt.key != job.relpath or receipt.size != job.size:
             self._retry_later(job, VerificationFailed(f"destination answered for {receipt.key} ({receipt.size} bytes)"), "transient", jlog)
@@ -271,10 +281,14 @@ class DestinationRunner:
             return
         self._count_outcome(None)
         event = "copy_already_present" if receipt.skipped else "copy_verified"
+        if job.copy_from is not None and receipt.bytes_sent == 0 and not receipt.skipped:
+            fields_from = {"copy_from": job.copy_from, "verified_by": receipt.evidence.get("verified_by", "")}
+        else:
+            fields_from = {}
         fields: dict[str, Any] = {"size": receipt.size, "xxh64": receipt.xxh64, "seconds": round(seconds, 3)}
         if receipt.bytes_sent >= 1_000_000 and seconds > 0:
             fields["mb_per_s"] = round(receipt.bytes_sent / seconds / 1e6, 1)
-        jlog.info(event, **fields)
+        jlog.info(event, **fields, **fields_from)
         self._emit("copy_verified", offload=job.offload, file=job.relpath, size=receipt.size,
                    bytes_sent=receipt.bytes_sent, seconds=seconds, skipped=receipt.skipped)
         self.on_verified(job)

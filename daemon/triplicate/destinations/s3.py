@@ -45,6 +45,7 @@ from .base import (
     check_key,
 )
 from .s3_checksums import Checksum
+from .s3_copy import copy_within
 from .s3_errors import Missing, Where, classify, sdk_errors
 from .s3_multipart import MultipartSender
 from .s3_parts import MAX_PART, MIN_PART, MiB, plan_parts
@@ -223,6 +224,15 @@ class S3Destination:
         except TriplicateError as exc:  # the copy is fine; the next put tries again
             self.log.warning("s3_cleanup_failed", object=full, error=str(exc))
         return receipt
+
+    async def copy(self, from_key: str, src: SourceFile) -> Receipt | None:
+        """A copy inside the bucket (s3_copy.py)."""
+        full, full_from = self._full(src.key), self._full(from_key)
+        self._require_open()
+        existing = await self._identical(src, full)
+        if existing is not None:
+            return existing
+        return await copy_within(self._api, full_from, full, src, self.config.part_size)
 
     async def verify(self, key: str, xxh64: str, size: int) -> None:
         full = self._full(key)

@@ -71,6 +71,7 @@ from ..hashing import new_digest
 from ..source import SourceReader
 from .base import (
     DestinationConfig,
+    NoResume,
     Progress,
     Receipt,
     RemoteObject,
@@ -271,6 +272,48 @@ class SftpDestination:
             raise
         resume.clear()
         return Receipt(key=src.key, size=src.size, xxh64=xxh64, bytes_sent=src.size - offset)
+
+    async def copy(self, from_key: str, src: SourceFile) -> Receipt | None:
+        """copy-data@openssh.com (OpenSSH 9.0+): the server copies the old file
+        to a temp name itself; then the usual read-back and rename. None (the
+        file is sent) when the server lacks the extension or the old file is
+        not those bytes."""
+        assert src.xxh64 is not None
+        old, final = self._path(from_key), self._path(src.key)
+        found = await self._stat_path(old)
+        if found is None or found.size != src.size:
+            return None
+        await self._makedirs(posixpath.dirname(final))
+        await self._remove_stale_temps(final, keep=None)
+        existing = await self._identical(final, src)
+        if existing is not None:
+            return existing
+        tmp = _temp_path(final)
+        ssh = _asyncssh()
+
+        async def op(session: _Session) -> bool:
+            try:
+                async with session.sftp.open(old, "rb", block_size=0) as fin, \
+                        session.sftp.open(tmp, "wb", block_size=0) as fout:
+                    await session.sftp.remote_copy(fin, fout)
+            except ssh.SFTPOpUnsupported:
+                return False
+            return True
+
+        try:
+            if not await self._call(f"copying {from_key} to {src.key}", op):
+                await self._discard(tmp, NoResume())
+                return None
+            await self._check_copy(tmp, src.xxh64, src.size)
+            await self._finish(tmp, final, src.mtime_ns)
+        except VerificationFailed:
+            await self._discard(tmp, NoResume())
+            return None  # the old copy is not those bytes (`verify` will say so): send the file
+        except BaseException:
+            await self._discard(tmp, NoResume())
+            raise
+        return Receipt(key=src.key, size=src.size, xxh64=src.xxh64, bytes_sent=0,
+                       evidence={"copied_from": from_key, "how": "copy-data", "verified_by": "read-back"})
 
     def _resumable_temp(self, src: SourceFile, final: str, resume: ResumeState) -> str | None:
         """The temp file of an interrupted put of this very version, if any."""
