@@ -288,7 +288,7 @@ class SftpDestination:
         existing = await self._identical(final, src)
         if existing is not None:
             return existing
-        tmp = _temp_path(final)
+        tmp = self._temps.new(final)
         ssh = _asyncssh()
 
         async def op(session: _Session) -> bool:
@@ -313,7 +313,7 @@ class SftpDestination:
             await self._discard(tmp, NoResume())
             raise
         return Receipt(key=src.key, size=src.size, xxh64=src.xxh64, bytes_sent=0,
-                       evidence={"copied_from": from_key, "how": "copy-data", "verified_by": "read-back"})
+                       evidence={"copied_from": from_key, "how": "copy-data", "verified_by": self._verified_by(src.size)})
 
     def _resumable_temp(self, src: SourceFile, final: str, resume: ResumeState) -> str | None:
         """The temp file of an interrupted put of this very version, if any."""
@@ -642,6 +642,9 @@ class SftpDestination:
         raise AssertionError("unreachable: tenacity reraises the last error")
 
     # ---- remote files -------------------------------------------------------------
+
+    def _verified_by(self, size: int) -> str:
+        return "remote-hash" if self._hasher is not None and size >= self.config.remote_hash_min_size else "read-back"
 
     async def _hash_remote(self, path: str, size: int) -> tuple[str, int]:
         """xxh64 and length of a remote file expected to hold `size` bytes:
