@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import paramiko
 import xxhash
 from azure.storage.blob import BlobServiceClient
 
-from tests.harness import make_setup, write_file
+from tests.harness import Setup, make_setup, write_file
 
 OLD = time.time() - 3600
 
@@ -39,7 +40,20 @@ def cloud_destinations(seaweed: Any, azurite: Any, sshd: Any, bucket: str, conta
     }
 
 
-def test_one_offload_to_every_destination_type(tmp_path: Path, seaweed: Any, azurite: Any, sshd: Any, monkeypatch: Any) -> None:
+@dataclass
+class CloudWorld:
+    """Fresh places at every service, the credentials in the environment, and a
+    daemon setup routing one watch folder to nearline + S3 + Azure + SFTP."""
+
+    bucket: str
+    container: str
+    remote: Path
+    s3: Any  # boto3 client, to check copies with the service's own SDK
+    blobs: BlobServiceClient
+    setup: Setup
+
+
+def cloud_world(tmp_path: Path, seaweed: Any, azurite: Any, sshd: Any, monkeypatch: Any) -> CloudWorld:
     bucket, container = f"t-{uuid.uuid4().hex[:12]}", f"t-{uuid.uuid4().hex[:12]}"
     s3 = boto3.client("s3", endpoint_url=seaweed.endpoint_url, region_name=seaweed.region,
                       aws_access_key_id=seaweed.access_key, aws_secret_access_key=seaweed.secret_key)
@@ -51,9 +65,14 @@ def test_one_offload_to_every_destination_type(tmp_path: Path, seaweed: Any, azu
     monkeypatch.setenv("TEST_S3_KEY", seaweed.access_key)
     monkeypatch.setenv("TEST_S3_SECRET", seaweed.secret_key)
     monkeypatch.setenv("TEST_AZURE_CONNECTION", azurite.connection_string)
+    setup = make_setup(tmp_path, destinations=cloud_destinations(seaweed, azurite, sshd, bucket, container, str(remote)))
+    return CloudWorld(bucket, container, remote, s3, blobs, setup)
 
-    dests = cloud_destinations(seaweed, azurite, sshd, bucket, container, str(remote))
-    setup = make_setup(tmp_path, destinations=dests)
+
+def test_one_offload_to_every_destination_type(tmp_path: Path, seaweed: Any, azurite: Any, sshd: Any, monkeypatch: Any) -> None:
+    world = cloud_world(tmp_path, seaweed, azurite, sshd, monkeypatch)
+    bucket, container, remote, s3, blobs, setup = (world.bucket, world.container, world.remote, world.s3,
+                                                   world.blobs, world.setup)
 
     content = {
         "A010_CARD/CLIPS/A010C001.mov": os.urandom(12 * 1024 * 1024 + 3),  # several parts/blocks

@@ -9,17 +9,14 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
-import boto3
 import mhl_tools as t
 import xxhash
-from azure.storage.blob import BlobServiceClient
 
 from tests.harness import Setup, log_events, make_setup, stop, wait_for, write_file
-from tests.integration.test_daemon_cloud import _sftp_read, cloud_destinations
+from tests.integration.test_daemon_cloud import _sftp_read, cloud_world
 
 OLD = time.time() - 3600
 MB = int(os.environ.get("TRIPLICATE_TEST_MOVE_MB", "12"))  # the clip that moves; 100 for the README figure
@@ -69,18 +66,9 @@ def all_verified(setup: Setup, *relpaths: str) -> bool:
 def test_renamed_and_moved_clips_are_copied_in_place_at_every_destination_type(
     tmp_path: Path, seaweed: Any, azurite: Any, sshd: Any, monkeypatch: Any
 ) -> None:
-    bucket, container = f"t-{uuid.uuid4().hex[:12]}", f"t-{uuid.uuid4().hex[:12]}"
-    s3 = boto3.client("s3", endpoint_url=seaweed.endpoint_url, region_name=seaweed.region,
-                      aws_access_key_id=seaweed.access_key, aws_secret_access_key=seaweed.secret_key)
-    s3.create_bucket(Bucket=bucket)
-    blobs = BlobServiceClient.from_connection_string(azurite.connection_string)
-    blobs.create_container(container)
-    remote = Path(sshd.root) / f"facility-{uuid.uuid4().hex[:8]}"
-    remote.mkdir(parents=True)
-    monkeypatch.setenv("TEST_S3_KEY", seaweed.access_key)
-    monkeypatch.setenv("TEST_S3_SECRET", seaweed.secret_key)
-    monkeypatch.setenv("TEST_AZURE_CONNECTION", azurite.connection_string)
-    setup = make_setup(tmp_path, destinations=cloud_destinations(seaweed, azurite, sshd, bucket, container, str(remote)))
+    world = cloud_world(tmp_path, seaweed, azurite, sshd, monkeypatch)
+    bucket, container, remote, s3, blobs, setup = (world.bucket, world.container, world.remote, world.s3,
+                                                   world.blobs, world.setup)
 
     big, small = os.urandom(MB * 1024 * 1024 + 3), os.urandom(300_000)
     write_file(setup.watch / "A001/CLIPS/A001C001.mov", big, mtime=OLD)
