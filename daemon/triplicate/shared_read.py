@@ -6,14 +6,15 @@ take their blocks from a small window of recently read blocks instead of
 reading the device again. The source is then read once for all of them while
 they keep pace, whatever the page cache does.
 
-The window holds the first 8 MiB of the file until the front has read past them, so
-a destination that begins its copy a moment later still joins; after that
-only blocks some reader still needs. Back-pressure: the reader at the front
-waits while the window is full of blocks a slower reader still needs. It waits at most `lag_seconds`: after that
-the slowest reader is let go and goes on with reads of its own, so a slow
-cloud link can hold a fast nearline copy back briefly but never for the whole
-file. Every reader still hashes what it hands out, so sharing can never make a
-copy's hash depend on another reader's bytes.
+The window holds the first 8 MiB of the file until the front has read past
+them, so a destination that begins its copy a moment later still joins; after
+that only blocks some reader still needs. Back-pressure: the reader at the
+front waits while the window is full of blocks a slower reader still needs. It
+waits at most `lag_seconds`: after that the slowest reader is let go and goes
+on with reads of its own, so a slow cloud link can hold a fast nearline copy
+back briefly but never for the whole file. Every reader still hashes what it
+hands out, so sharing can never make a copy's hash depend on another reader's
+bytes.
 
 Files are told apart by device, inode, size, mtime and ctime of the opened
 descriptor: a file replaced or rewritten under the same name never joins the
