@@ -6,14 +6,15 @@ take their blocks from a small window of recently read blocks instead of
 reading the device again. The source is then read once for all of them while
 they keep pace, whatever the page cache does.
 
-The window holds the start of the file until the front has read past it, so
-a destination that begins its copy a moment later still joins; after that
-only blocks some reader still needs. Back-pressure: the reader at the front
-waits while the window is full of blocks a slower reader still needs. It waits at most `lag_seconds`: after that
-the slowest reader is let go and goes on with reads of its own, so a slow
-cloud link can hold a fast nearline copy back briefly but never for the whole
-file. Every reader still hashes what it hands out, so sharing can never make a
-copy's hash depend on another reader's bytes.
+The window holds the first 8 MiB of the file until the front has read past
+them, so a destination that begins its copy a moment later still joins; after
+that only blocks some reader still needs. Back-pressure: the reader at the
+front waits while the window is full of blocks a slower reader still needs. It
+waits at most `lag_seconds`: after that the slowest reader is let go and goes
+on with reads of its own, so a slow cloud link can hold a fast nearline copy
+back briefly but never for the whole file. Every reader still hashes what it
+hands out, so sharing can never make a copy's hash depend on another reader's
+bytes.
 
 Files are told apart by device, inode, size, mtime and ctime of the opened
 descriptor: a file replaced or rewritten under the same name never joins the
@@ -33,6 +34,11 @@ from .errors import SourceUnreadable
 WINDOW_BYTES = 32 * 1024 * 1024
 """Blocks kept for readers behind the front: 4 blocks of 8 MiB, per file being
 read, and only while the start of a file is held or readers drift apart."""
+
+START_BYTES = 8 * 1024 * 1024
+"""The start of a file kept for destinations that begin a moment later. Small:
+at the start of a file an S3 upload is filling all its part buffers at once
+(8 x 16 MiB), and a bigger hold showed in its peak memory."""
 
 LAG_SECONDS = 2.0
 """How long the front waits for a slower reader before letting it go."""
@@ -72,6 +78,7 @@ class SharedFile:
         self.fd = fd
         self.path = path
         self.window_bytes = window_bytes
+        self.start_bytes = min(START_BYTES, window_bytes)
         self.lag_seconds = lag_seconds
         self.cond = threading.Condition()
         self.blocks: deque[tuple[int, bytes]] = deque()  # (offset, data), contiguous, oldest first
@@ -190,9 +197,9 @@ class SharedFile:
 
     def _evict(self) -> None:
         """Drop blocks every reader has passed, except the start of the file
-        while it still fits the window: destinations that begin a moment later
+        while the front is within START_BYTES of it: destinations that begin a moment later
         (their worker was busy, their connection opening) can still join."""
-        if self.frontier <= self.window_bytes:
+        if self.frontier <= self.start_bytes:
             return
         low = self._low()
         while self.blocks and self.blocks[0][0] + len(self.blocks[0][1]) <= low:

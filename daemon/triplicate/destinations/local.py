@@ -16,7 +16,7 @@ import shutil
 import threading
 import time
 from pathlib import Path
-from typing import Literal
+from typing import Callable, Literal
 
 from pydantic import Field
 
@@ -82,25 +82,39 @@ class LocalDestination:
         return await asyncio.to_thread(self._put, src, progress)
 
     def _put(self, src: SourceFile, progress: Progress | None) -> Receipt:
-        final = self._path(src.key)
+        def send(tmp: Path) -> Receipt:
+            xxh64 = self._copy(src, tmp, progress)
+            self._check_copy(tmp, xxh64, src.size)
+            return Receipt(key=src.key, size=src.size, xxh64=xxh64, bytes_sent=src.size)
+
         try:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            self._clean_once(final.parent)
-            existing = self._identical(final, src)
-            if existing is not None:
-                return existing
-            tmp = final.with_name(f".{final.name}{TMP_MARK}{_RUN}-{time.monotonic_ns()}.tmp")
-            try:
-                xxh64 = self._copy(src, tmp, progress)
-                self._check_copy(tmp, xxh64, src.size)
+            landed = self._land(src, send)
+        except OSError as exc:
+            raise _os_error(exc, f"writing {src.key}") from None
+        assert landed is not None  # send() never declines
+        return landed
+
+    def _land(self, src: SourceFile, make: Callable[[Path], Receipt | None]) -> Receipt | None:
+        """The frame of every copy: an identical copy already in place is kept;
+        otherwise `make` fills a temporary file and checks it, and only then is
+        it renamed into place and the rename made durable. `make` returns None
+        to decline (nothing lands)."""
+        final = self._path(src.key)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        self._clean_once(final.parent)
+        existing = self._identical(final, src)
+        if existing is not None:
+            return existing
+        tmp = final.with_name(f".{final.name}{TMP_MARK}{_RUN}-{time.monotonic_ns()}.tmp")
+        try:
+            receipt = make(tmp)
+            if receipt is not None:
                 os.replace(tmp, final)
                 if self.config.fsync:
                     self._dir_sync.sync(final.parent)
-            finally:
-                tmp.unlink(missing_ok=True)
-        except OSError as exc:
-            raise _os_error(exc, f"writing {src.key}") from None
-        return Receipt(key=src.key, size=src.size, xxh64=xxh64, bytes_sent=src.size)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return receipt
 
     def _clean_once(self, folder: Path) -> None:
         """Stale temporary files can only come from a process that died, so a
@@ -120,37 +134,28 @@ class LocalDestination:
         keeps it; no bytes move and no space is taken), else a copy made by
         the kernel (copy_file_range: reflinks on btrfs/XFS, a server-side copy
         on NFS 4.2); either way read back from the device before it counts."""
-        old, final = self._path(from_key), self._path(src.key)
-        assert src.xxh64 is not None
+        old = self._path(from_key)
         try:
             old_st = old.stat()
         except FileNotFoundError:
             return None
-        if old_st.st_size != src.size:
+        if old_st.st_size != src.size or src.xxh64 is None:
             return None
+
+        def clone(tmp: Path) -> Receipt | None:
+            how = _clone(old, tmp, old_st.st_mtime_ns == src.mtime_ns)
+            if how != "hard-link":
+                os.utime(tmp, ns=(time.time_ns(), src.mtime_ns))
+            copied, length = hash_file(tmp, uncached=True)
+            if (copied, length) != (src.xxh64, src.size):
+                return None  # the old copy is not those bytes (`verify` will say so): send the file
+            return Receipt(key=src.key, size=src.size, xxh64=copied, bytes_sent=0,
+                           evidence={"copied_from": from_key, "how": how, "verified_by": "read-back"})
+
         try:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            self._clean_once(final.parent)
-            existing = self._identical(final, src)
-            if existing is not None:
-                return existing
-            tmp = final.with_name(f".{final.name}{TMP_MARK}{_RUN}-{time.monotonic_ns()}.tmp")
-            try:
-                how = _clone(old, tmp, old_st.st_mtime_ns == src.mtime_ns)
-                if how != "hard-link":
-                    os.utime(tmp, ns=(time.time_ns(), src.mtime_ns))
-                copied, length = hash_file(tmp, uncached=True)
-                if (copied, length) != (src.xxh64, src.size):
-                    return None  # the old copy is not those bytes (`verify` will say so): send the file
-                os.replace(tmp, final)
-                if self.config.fsync:
-                    self._dir_sync.sync(final.parent)
-            finally:
-                tmp.unlink(missing_ok=True)
+            return self._land(src, clone)
         except OSError as exc:
             raise _os_error(exc, f"copying {from_key} to {src.key}") from None
-        return Receipt(key=src.key, size=src.size, xxh64=copied, bytes_sent=0,
-                       evidence={"copied_from": from_key, "how": how, "verified_by": "read-back"})
 
     def _identical(self, final: Path, src: SourceFile) -> Receipt | None:
         """A copy already in place with the known size and hash is kept as is."""
