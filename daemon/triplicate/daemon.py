@@ -20,6 +20,7 @@ from .destinations import registry
 from .destinations.base import Destination
 from .http_api import token_problem
 from .journal import CopyJob, Journal, SeenFile
+from .known import KnownVersions
 from .logs import log_loop_errors
 from .manifests import ManifestWriter
 from .operations import Operations
@@ -73,7 +74,7 @@ class Daemon:
         return runner
 
     def _watcher(self, watch: WatchConfig) -> WatchFolder:
-        known = self.journal.known_versions(str(watch.path))
+        known = KnownVersions(self.journal.path, str(watch.path))  # read per offload as the scan reaches it
         return WatchFolder(watch, known, lambda batch: self._on_ready(watch, batch), journal=self.journal)
 
     # ---- callbacks -----------------------------------------------------------

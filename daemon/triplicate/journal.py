@@ -71,6 +71,8 @@ CREATE TABLE IF NOT EXISTS copies (
     UNIQUE (file_id, destination)
 );
 CREATE INDEX IF NOT EXISTS copies_due ON copies (destination, state, next_attempt_at);
+-- recover(): the rows a stop left in flight, found without reading every copy
+CREATE INDEX IF NOT EXISTS copies_transferring ON copies (id) WHERE state = 'transferring';
 CREATE TABLE IF NOT EXISTS destinations (
     name TEXT PRIMARY KEY,
     state TEXT NOT NULL,

@@ -21,7 +21,7 @@ import re
 import stat
 import time
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -213,7 +213,7 @@ class WatchFolder:
     def __init__(
         self,
         config: WatchConfig,
-        known: dict[str, tuple[int, int]],
+        known: MutableMapping[str, tuple[int, int]],
         on_ready: Callable[[list[SeenFile]], None],
         journal: Journal | None = None,
     ) -> None:

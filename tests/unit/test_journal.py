@@ -4,6 +4,7 @@ import pytest
 
 from triplicate.errors import JournalError
 from triplicate.journal import Journal, SeenFile
+from triplicate.known import KnownVersions
 
 
 @pytest.fixture
@@ -90,3 +91,26 @@ def test_damaged_journal_is_a_clear_error(tmp_path: Path) -> None:
         Journal(path)
     assert str(path) in str(info.value) and "move it aside" in str(info.value)
     assert path.read_bytes().startswith(b"this is not sqlite"), "a damaged journal is never replaced silently"
+
+
+def test_recovery_finds_rows_in_flight_by_index(journal: Journal) -> None:
+    plan = journal.db.execute(
+        "EXPLAIN QUERY PLAN UPDATE copies SET state = 'pending' WHERE state = 'transferring'"
+    ).fetchall()
+    assert "copies_transferring" in " ".join(str(row[-1]) for row in plan), plan
+
+
+def test_known_versions_are_read_per_offload_on_first_question(journal: Journal) -> None:
+    journal.ingest([seen("A001/a.mov", 10, 1), seen("A001/sub/b.mov", 20, 2), seen("B002/c.mov", 30, 3),
+                    seen("loose.wav", 40, 4)], ["nearline"])
+    journal.ingest([seen("A001/a.mov", 11, 5)], ["nearline"])  # a newer version supersedes the first
+    journal.ingest([SeenFile("/other", "A001/a.mov", 99, 9)], ["nearline"])  # another watch folder
+    known = KnownVersions(journal.path, "/watch")
+    assert known.get("A001/a.mov") == (11, 5)
+    assert "A001/sub/b.mov" in known and "A001/none.mov" not in known
+    assert set(known._offloads) == {"A001"}, "only the offload asked about is read"
+    assert known.get("loose.wav") == (40, 4)
+    known["B002/d.mov"] = (1, 1)
+    assert known.pop("B002/c.mov") == (30, 3) and known.get("B002/c.mov") is None
+    assert dict(known) == {"A001/a.mov": (11, 5), "A001/sub/b.mov": (20, 2), "B002/d.mov": (1, 1),
+                           "loose.wav": (40, 4)}
