@@ -219,16 +219,6 @@ class Journal:
             )
         return cur.rowcount
 
-    def known_versions(self, watch: str) -> dict[str, tuple[int, int]]:
-        """relpath -> (size, mtime_ns) of every current version under `watch`,
-        so a rescan can skip unchanged files without hashing them."""
-        rows = self.db.execute(
-            "SELECT f.relpath, f.size, f.mtime_ns FROM files f JOIN offloads o ON o.id = f.offload_id "
-            "WHERE o.watch = ? AND f.current = 1",
-            (watch,),
-        )
-        return {r[0]: (r[1], r[2]) for r in rows}
-
     def make_due_now(self) -> None:
         with self._tx():
             self.db.execute("UPDATE copies SET next_attempt_at = 0 WHERE state = 'pending'")
