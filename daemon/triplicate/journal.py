@@ -96,6 +96,61 @@ CREATE TABLE IF NOT EXISTS milestones (
     at REAL NOT NULL,
     PRIMARY KEY (offload_id, kind)
 );
+-- milestones.py: per offload, its current files and how many of them each destination holds verified,
+-- so a look costs O(destinations) however large the offload. Kept by triggers in the transaction of
+-- every write to `files` or `copies`; journals from before them are counted once when opened.
+CREATE TABLE IF NOT EXISTS offload_files (
+    offload_id INTEGER PRIMARY KEY,
+    files INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS offload_verified (
+    offload_id INTEGER NOT NULL,
+    destination TEXT NOT NULL,
+    files INTEGER NOT NULL,
+    PRIMARY KEY (offload_id, destination)
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS offload_files_insert AFTER INSERT ON files WHEN new.current = 1
+BEGIN
+    INSERT INTO offload_files (offload_id, files) VALUES (new.offload_id, 1)
+        ON CONFLICT (offload_id) DO UPDATE SET files = files + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS offload_files_update AFTER UPDATE OF offload_id, current ON files
+    WHEN old.current IS NOT new.current OR old.offload_id IS NOT new.offload_id
+BEGIN
+    UPDATE offload_files SET files = files - 1 WHERE offload_id = old.offload_id AND old.current = 1;
+    INSERT INTO offload_files (offload_id, files) SELECT new.offload_id, 1 WHERE new.current = 1
+        ON CONFLICT (offload_id) DO UPDATE SET files = files + 1;
+    UPDATE offload_verified SET files = files - 1 WHERE offload_id = old.offload_id AND old.current = 1
+        AND destination IN (SELECT destination FROM copies WHERE file_id = old.id AND state = 'verified');
+    INSERT INTO offload_verified (offload_id, destination, files)
+        SELECT new.offload_id, destination, 1 FROM copies WHERE file_id = new.id AND state = 'verified' AND new.current = 1
+        ON CONFLICT (offload_id, destination) DO UPDATE SET files = files + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS offload_files_delete AFTER DELETE ON files WHEN old.current = 1
+BEGIN
+    UPDATE offload_files SET files = files - 1 WHERE offload_id = old.offload_id;
+END;
+CREATE TRIGGER IF NOT EXISTS offload_verified_insert AFTER INSERT ON copies WHEN new.state = 'verified'
+BEGIN
+    INSERT INTO offload_verified (offload_id, destination, files)
+        SELECT offload_id, new.destination, 1 FROM files WHERE id = new.file_id AND current = 1
+        ON CONFLICT (offload_id, destination) DO UPDATE SET files = files + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS offload_verified_update AFTER UPDATE OF state, file_id, destination ON copies
+    WHEN (old.state = 'verified' OR new.state = 'verified')
+        AND (old.state IS NOT new.state OR old.file_id IS NOT new.file_id OR old.destination IS NOT new.destination)
+BEGIN
+    UPDATE offload_verified SET files = files - 1 WHERE old.state = 'verified' AND destination = old.destination
+        AND offload_id = (SELECT offload_id FROM files WHERE id = old.file_id AND current = 1);
+    INSERT INTO offload_verified (offload_id, destination, files)
+        SELECT offload_id, new.destination, 1 FROM files WHERE id = new.file_id AND current = 1 AND new.state = 'verified'
+        ON CONFLICT (offload_id, destination) DO UPDATE SET files = files + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS offload_verified_delete AFTER DELETE ON copies WHEN old.state = 'verified'
+BEGIN
+    UPDATE offload_verified SET files = files - 1 WHERE destination = old.destination
+        AND offload_id = (SELECT offload_id FROM files WHERE id = old.file_id AND current = 1);
+END;
 -- offload_checks.py: readiness of offloads held back by their rule (ASC MHL, marker)
 CREATE TABLE IF NOT EXISTS offload_readiness (
     offload_id INTEGER PRIMARY KEY REFERENCES offloads(id),
@@ -187,7 +242,10 @@ class Journal:
                 raise JournalError(
                     f"journal {path} was written by a newer triplicate (schema {version}); upgrade triplicate"
                 )
+            counted = _has_table(db, "offload_verified")
             db.executescript(SCHEMA)
+            if not counted:
+                _count_offloads(db)
             if version != SCHEMA_VERSION:  # only then: opening never writes to a journal that is in order
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except sqlite3.DatabaseError as exc:
@@ -419,6 +477,15 @@ class Journal:
             (destination, offload_id),
         ))
 
+    def verified_counts(self, offload_id: int) -> tuple[int, dict[str, int]]:
+        """Current files of an offload, and per destination how many of them are
+        verified there (kept by the schema's triggers: O(destinations))."""
+        row = self.db.execute("SELECT files FROM offload_files WHERE offload_id = ?", (offload_id,)).fetchone()
+        rows = self.db.execute(
+            "SELECT destination, files FROM offload_verified WHERE offload_id = ? AND files > 0", (offload_id,)
+        )
+        return (0 if row is None else int(row[0])), {r[0]: int(r[1]) for r in rows}
+
     def offload(self, offload_id: int) -> tuple[str, str]:
         row = self.db.execute("SELECT watch, name FROM offloads WHERE id = ?", (offload_id,)).fetchone()
         return row[0], row[1]
@@ -498,6 +565,29 @@ def open_journal(path: Path) -> Journal:
 def damaged(path: Path, what: str) -> str:
     return (f"journal {path} is damaged ({what}); restore it from a backup, or move it aside to start a new one "
             "(copies already at the destinations are checked, not re-sent)")
+
+
+def _has_table(db: sqlite3.Connection, name: str) -> bool:
+    return db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
+
+
+def _count_offloads(db: sqlite3.Connection) -> None:
+    """The per-offload counts of a journal written before they were kept,
+    counted whole in one transaction (the triggers keep them from then on)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute("DELETE FROM offload_files")
+        db.execute("DELETE FROM offload_verified")
+        db.execute("INSERT INTO offload_files SELECT offload_id, COUNT(*) FROM files WHERE current = 1 GROUP BY offload_id")
+        db.execute(
+            "INSERT INTO offload_verified SELECT f.offload_id, c.destination, COUNT(*) FROM copies c "
+            "JOIN files f ON f.id = c.file_id WHERE c.state = 'verified' AND f.current = 1 "
+            "GROUP BY f.offload_id, c.destination"
+        )
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
 def _refuse_unusable(path: Path) -> None:

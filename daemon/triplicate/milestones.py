@@ -140,9 +140,24 @@ class OffloadMilestones:
             self._not_before = {o: t for o, t in self._not_before.items() if t > ended}
         self._not_before[offload_id] = ended + (ended - began) * LOOK_PACE
 
+    def _rule_321_reachable(self, offload_id: int) -> bool:
+        """Whether 3-2-1 is met by the destinations holding every current file.
+        Both milestones need it, and it takes two indexed counts where the
+        look proper reads every file: most looks (history offloads at a
+        restart, an offload still landing) stop here."""
+        from .status import rule_321  # status imports this module
+
+        files, verified = self.journal.verified_counts(offload_id)
+        if not files:
+            return False
+        watch, _ = self.journal.offload(offload_id)
+        return not rule_321(self.config, watch, [d for d, n in verified.items() if n == files])[3]
+
     async def look(self, offload_id: int) -> None:
         from .status import unverified_reasons, offload_status  # status imports this module
 
+        if not self._rule_321_reachable(offload_id):
+            return
         found = offload_status(self.config, self.journal, offload_id)
         if found is None:
             return
