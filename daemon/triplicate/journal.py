@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -219,6 +220,55 @@ class CopyJob:
         return Path(self.watch) / self.disk_path
 
 
+QUICK_CHECK = "PRAGMA quick_check(3)"
+
+
+class IntegrityCheck:
+    """The journal's integrity check, begun before the daemon has loaded.
+
+    quick_check reads the whole file: 1.4-3.4 s for 240 MiB, the largest part
+    of a start with a big journal. SQLite lets other threads run while it
+    reads, so it runs on a connection of its own in a thread while the rest
+    of the daemon is imported and built; `Journal.recover` takes its verdict
+    before the first write. A check that cannot run here (no journal yet, no
+    access) leaves the verdict to recover, which says why in its own words."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._found: list[str] | None = None
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def begin(cls, path: Path) -> "IntegrityCheck":
+        check = cls(path)
+        try:
+            usable = path.stat().st_size > 0
+        except OSError:
+            usable = False
+        if usable:
+            check._thread = threading.Thread(target=check._run, name="journal-check", daemon=True)
+            check._thread.start()
+        return check
+
+    def _run(self) -> None:
+        try:
+            db = sqlite3.connect(self.path)
+            try:
+                db.execute("PRAGMA busy_timeout = 10000")
+                self._found = [r[0] for r in db.execute(QUICK_CHECK)]
+            finally:
+                db.close()
+        except (sqlite3.Error, OSError):
+            self._found = None  # recover() runs the check itself and words the problem
+
+    def verdict(self) -> list[str] | None:
+        """quick_check's lines ("ok" alone when intact), or None when it could not run."""
+        if self._thread is None:
+            return None
+        self._thread.join()
+        return self._found
+
+
 class Journal:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -265,10 +315,12 @@ class Journal:
 
     # ---- start-up --------------------------------------------------------
 
-    def recover(self) -> int:
-        """Check the file, then rows a previous process left `transferring`
-        go back to `pending`."""
-        found = [r[0] for r in self.db.execute("PRAGMA quick_check(3)")]
+    def recover(self, check: "IntegrityCheck | None" = None) -> int:
+        """Check the file (or take the verdict of a check begun earlier), then
+        rows a previous process left `transferring` go back to `pending`."""
+        found = check.verdict() if check is not None else None
+        if found is None:
+            found = [r[0] for r in self.db.execute(QUICK_CHECK)]
         if found != ["ok"]:
             raise JournalError(damaged(self.path, " ".join(" ".join(found).split())[:300]))
         with self._tx():
