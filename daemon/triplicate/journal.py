@@ -174,7 +174,85 @@ CREATE TABLE IF NOT EXISTS source_problems (
     accepted_at REAL,
     released_at REAL,
     PRIMARY KEY (offload_id, relpath)
+);-- milestones.py: a stamp per offload that moves with every write a look reads (its files and their
+-- hashes, which copies are verified, ASC MHL generations, readiness), so that a look which left nothing
+-- to do is not taken again until one of them changed
+CREATE TABLE IF NOT EXISTS offload_changes (
+    offload_id INTEGER PRIMARY KEY,
+    changes INTEGER NOT NULL
 );
+CREATE TRIGGER IF NOT EXISTS offload_changes_file_insert AFTER INSERT ON files
+BEGIN
+    INSERT INTO offload_changes (offload_id, changes) VALUES (new.offload_id, 1)
+        ON CONFLICT (offload_id) DO UPDATE SET changes = changes + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS offload_changes_file_update AFTER UPDATE OF offload_id, relpath, current, xxh64 ON files
+    WHEN old.offload_id IS NOT new.offload_id OR old.relpath IS NOT new.relpath OR old.current IS NOT new.current
+        OR old.xxh64 IS NOT new.xxh64
+BEGIN
+    INSERT INTO offload_changes (offload_id, changes) VALUES (old.offload_id, 1)
+        ON CONFLICT (offload_id) DO UPDATE SET changes = changes + 1;
+    INSERT INTO offload_changes (offload_id, changes) VALUES (new.offload_id, 1)
+        ON CONFLICT (offload_id) DO UPDATE SET changes = changes + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS offload_changes_copy_insert AFTER INSERT ON copies
+BEGIN
+    INSERT INTO offload_changes (offload_id, changes) SELECT offload_id, 1 FROM files WHERE id = new.file_id
+        ON CONFLICT (offload_id) DO UPDATE SET changes = changes + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS offload_changes_copy_update AFTER UPDATE OF state, file_id, destination ON copies
+    WHEN (old.state = 'verified') IS NOT (new.state = 'verified') OR old.file_id IS NOT new.file_id
+        OR old.destination IS NOT new.destination
+BEGIN
+    INSERT INTO offload_changes (offload_id, changes) SELECT offload_id, 1 FROM files WHERE id = old.file_id
+        ON CONFLICT (offload_id) DO UPDATE SET changes = changes + 1;
+    INSERT INTO offload_changes (offload_id, changes) SELECT offload_id, 1 FROM files WHERE id = new.file_id
+        ON CONFLICT (offload_id) DO UPDATE SET changes = changes + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS offload_changes_copy_delete AFTER DELETE ON copies
+BEGIN
+    INSERT INTO offload_changes (offload_id, changes) SELECT offload_id, 1 FROM files WHERE id = old.file_id
+        ON CONFLICT (offload_id) DO UPDATE SET changes = changes + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS offload_changes_generation AFTER INSERT ON generations
+BEGIN
+    INSERT INTO offload_changes (offload_id, changes) VALUES (new.offload_id, 1)
+        ON CONFLICT (offload_id) DO UPDATE SET changes = changes + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS offload_changes_readiness_insert AFTER INSERT ON offload_readiness
+BEGIN
+    INSERT INTO offload_changes (offload_id, changes) VALUES (new.offload_id, 1)
+        ON CONFLICT (offload_id) DO UPDATE SET changes = changes + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS offload_changes_readiness_update AFTER UPDATE ON offload_readiness
+BEGIN
+    INSERT INTO offload_changes (offload_id, changes) VALUES (old.offload_id, 1)
+        ON CONFLICT (offload_id) DO UPDATE SET changes = changes + 1;
+    INSERT INTO offload_changes (offload_id, changes) VALUES (new.offload_id, 1)
+        ON CONFLICT (offload_id) DO UPDATE SET changes = changes + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS offload_changes_readiness_delete AFTER DELETE ON offload_readiness
+BEGIN
+    INSERT INTO offload_changes (offload_id, changes) VALUES (old.offload_id, 1)
+        ON CONFLICT (offload_id) DO UPDATE SET changes = changes + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS offload_changes_problem_insert AFTER INSERT ON source_problems
+BEGIN
+    INSERT INTO offload_changes (offload_id, changes) VALUES (new.offload_id, 1)
+        ON CONFLICT (offload_id) DO UPDATE SET changes = changes + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS offload_changes_problem_update AFTER UPDATE ON source_problems
+BEGIN
+    INSERT INTO offload_changes (offload_id, changes) VALUES (old.offload_id, 1)
+        ON CONFLICT (offload_id) DO UPDATE SET changes = changes + 1;
+    INSERT INTO offload_changes (offload_id, changes) VALUES (new.offload_id, 1)
+        ON CONFLICT (offload_id) DO UPDATE SET changes = changes + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS offload_changes_problem_delete AFTER DELETE ON source_problems
+BEGIN
+    INSERT INTO offload_changes (offload_id, changes) VALUES (old.offload_id, 1)
+        ON CONFLICT (offload_id) DO UPDATE SET changes = changes + 1;
+END;
 """
 
 
@@ -537,6 +615,11 @@ class Journal:
             "SELECT destination, files FROM offload_verified WHERE offload_id = ? AND files > 0", (offload_id,)
         )
         return (0 if row is None else int(row[0])), {r[0]: int(r[1]) for r in rows}
+
+    def changes(self, offload_id: int) -> int:
+        """The offload's change stamp (see the schema's `offload_changes`)."""
+        row = self.db.execute("SELECT changes FROM offload_changes WHERE offload_id = ?", (offload_id,)).fetchone()
+        return 0 if row is None else int(row[0])
 
     def offload(self, offload_id: int) -> tuple[str, str]:
         row = self.db.execute("SELECT watch, name FROM offloads WHERE id = ?", (offload_id,)).fetchone()
