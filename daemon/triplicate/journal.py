@@ -317,7 +317,7 @@ class IntegrityCheck:
         self._thread: threading.Thread | None = None
 
     @classmethod
-    def begin(cls, path: Path) -> "IntegrityCheck":
+    def begin(cls, path: Path) -> IntegrityCheck:
         check = cls(path)
         try:
             usable = path.stat().st_size > 0
@@ -393,7 +393,7 @@ class Journal:
 
     # ---- start-up --------------------------------------------------------
 
-    def recover(self, check: "IntegrityCheck | None" = None) -> int:
+    def recover(self, check: IntegrityCheck | None = None) -> int:
         """Check the file (or take the verdict of a check begun earlier), then
         rows a previous process left `transferring` go back to `pending`."""
         found = check.verdict() if check is not None else None

@@ -7,7 +7,6 @@ import asyncio
 from pathlib import Path
 
 import pytest
-
 from triplicate import milestones, status
 from triplicate.config import Config, load_config
 from triplicate.journal import Journal, SeenFile
