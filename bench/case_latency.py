@@ -1,4 +1,4 @@
-"""7. Detection latency with native file events: a running daemon, files
+"""8. Detection latency with native file events: a running daemon, files
 written one at a time into its watch folder; the time from a file's last
 write to its transfer starting (the verified event's timestamp minus the copy's
 duration), against the ideal: the configured settle time."""
@@ -16,7 +16,7 @@ from bench.measure import median
 from bench.report import Row
 from bench.tools import TRIPLICATE, local_dest, triplicate_env, write_config
 
-CASE = "7 detection"
+CASE = "8 detection"
 SETTLE = 1.0
 
 

@@ -108,7 +108,7 @@ def run(ctx: Context) -> list[Row]:
         rows.append(Row(CASE, f"peak RSS, 1 large file to S3, 8 × {part_mib} MiB parts in flight",
                         ours.max_rss_bytes / MiB, "rclone copy", peer.max_rss_bytes / MiB, "MiB", "lower",
                         goal="< 250 MiB", goal_met=ours.max_rss_bytes < GOAL,
-                        note="64 MiB is the default part_size" if part_mib == 64 else ""))
+                        note="16 MiB is the default part_size" if part_mib == 16 else ""))
     count = ctx.scale.tracked_files
     ours, peer = _tracking(ctx, count)
     ctx.note(CASE, f"tracking {count} files (journal knows all of them verified; start-up scan, nothing to send; "

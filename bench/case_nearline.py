@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 from bench.context import Context
-from bench.measure import Measured, check, drop_caches, run_measured
+from bench.measure import Measured, check, drop_caches, in_sequence, run_measured
 from bench.offload import CARD, SharedOffload, shared_offload
 from bench.report import Row
 from bench.tools import (
@@ -49,15 +49,7 @@ def run_rclone(ctx: Context, off: SharedOffload, dest: Path) -> Measured:
     drop_caches()
     copy = check(run_measured([RCLONE, "copy", str(off.card), str(dest / CARD)], env=env), "rclone copy")
     verify = check(run_measured([RCLONE, "check", str(off.card), str(dest / CARD)], env=env), "rclone check")
-    return _sum(copy, verify)
-
-
-def _sum(*runs: Measured) -> Measured:
-    first = runs[0]
-    return Measured(argv=[a for r in runs for a in r.argv], seconds=sum(r.seconds for r in runs), returncode=0,
-                    max_rss_bytes=max(r.max_rss_bytes for r in runs), read_bytes=sum(r.read_bytes for r in runs),
-                    rchar=sum(r.rchar for r in runs), cpu_seconds=sum(r.cpu_seconds for r in runs),
-                    stdout=first.stdout, stderr=first.stderr)
+    return in_sequence(copy, verify)
 
 
 def run(ctx: Context) -> list[Row]:

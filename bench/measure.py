@@ -99,6 +99,15 @@ def check(m: Measured, what: str) -> Measured:
     return m
 
 
+def in_sequence(*runs: Measured) -> Measured:
+    """Processes run one after the other (copy then check) as one measurement."""
+    first = runs[0]
+    return Measured(argv=[a for r in runs for a in r.argv], seconds=sum(r.seconds for r in runs), returncode=0,
+                    max_rss_bytes=max(r.max_rss_bytes for r in runs), read_bytes=sum(r.read_bytes for r in runs),
+                    rchar=sum(r.rchar for r in runs), cpu_seconds=sum(r.cpu_seconds for r in runs),
+                    stdout=first.stdout, stderr=first.stderr)
+
+
 def drop_caches() -> bool:
     """Flush dirty pages and empty the page cache (root only); False if not allowed."""
     os.sync()

@@ -14,8 +14,8 @@ from servers import Azurite, ManagedServer, MotoS3, SeaweedS3, Sshd
 _started: list[ManagedServer] = []
 
 
-def _serve(cls: type[ManagedServer]) -> Iterator[ManagedServer]:
-    server = cls()
+def _serve(cls: type[ManagedServer], **options: object) -> Iterator[ManagedServer]:
+    server = cls(**options)
     try:
         server.start()
     except BaseException:
@@ -48,6 +48,12 @@ def azurite() -> Iterator[Azurite]:
 def sshd() -> Iterator[Sshd]:
     """OpenSSH sftp: host, port, username, client_key, known_hosts, root."""
     yield from _serve(Sshd)
+
+
+@pytest.fixture(scope="session")
+def sshd_sftp_only() -> Iterator[Sshd]:
+    """OpenSSH that forces internal-sftp (no commands); same attributes as sshd."""
+    yield from _serve(Sshd, sftp_only=True)
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -595,7 +595,8 @@ class Sshd(ManagedServer):
     Needs the current user's account not to be locked ("!" in /etc/shadow):
     with UsePAM no, sshd refuses locked accounts even with a key.
     stop() also kills the live sessions (a real outage); start() again reuses
-    port and keys.
+    port and keys. With ``sftp_only`` it forces internal-sftp, as hosting
+    providers do: no command runs, an exec request gets an SFTP server.
     """
 
     name = "sshd"
@@ -605,7 +606,7 @@ class Sshd(ManagedServer):
     # SIGKILL. The sessions are killed outright, as an outage would.
     children_signal = signal.SIGKILL
 
-    def __init__(self) -> None:
+    def __init__(self, sftp_only: bool = False) -> None:
         super().__init__()
         if not Path(self.sshd).is_file():
             raise RuntimeError(f"{self.sshd} not found: apt-get install openssh-server")
@@ -650,6 +651,7 @@ class Sshd(ManagedServer):
             "MaxSessions 200",
             "LogLevel VERBOSE",
             "Subsystem sftp internal-sftp",
+            *(["ForceCommand internal-sftp"] if sftp_only else []),
         ]
         if _openssh_version(self.sshd) >= (9, 8):
             # 9.8+ refuses a source address after crashes/failed auths; tests

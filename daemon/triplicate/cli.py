@@ -7,7 +7,6 @@ failed; 2 the configuration, the journal or the command line is unusable.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sqlite3
 import sys

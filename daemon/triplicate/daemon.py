@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from concurrent.futures import ThreadPoolExecutor
 import time
 
 import structlog
@@ -25,8 +26,13 @@ from .logs import log_loop_errors
 from .manifests import ManifestWriter
 from .operations import Operations
 from .retry import Backoff
-from .scheduler import DestinationRunner
+from .scheduler import DestinationRunner, FilesInFlight
+from .shared_read import COUNTERS as SOURCE_READS
 from .watch import WatchFolder
+
+DEFERRED_LOOK_SECONDS = 0.25
+"""How often offloads that were still arriving when a copy verified are looked
+at again for their ASC MHL generation."""
 
 log = structlog.get_logger("triplicate.daemon")
 
@@ -58,9 +64,12 @@ class Daemon:
         self.journal = Journal(config.daemon.journal_path())
         self.destinations = {d.name: registry.create(d) for d in config.destination}
         self.manifests = ManifestWriter(self.journal, self.destinations)
+        self.files_in_flight = FilesInFlight()
         self.runners = {name: self._runner(dest) for name, dest in self.destinations.items()}
         self.watchers = [self._watcher(w) for w in config.watch]
         self._stop = asyncio.Event()
+        self._deferred_looks: dict[tuple[int, str], tuple[str, str]] = {}  # (offload id, destination) -> (watch, offload)
+        self._deferred_wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.ops = Operations(self)
 
@@ -69,7 +78,7 @@ class Daemon:
         runner = DestinationRunner(
             dest, self.journal, Backoff.from_settings(retry, self.once), retry.once_attempts if self.once else None,
             self._on_verified, self._on_source_changed, degraded_after=retry.degraded_after,
-            on_event=lambda name, fields: self.ops.event(name, fields),
+            on_event=lambda name, fields: self.ops.event(name, fields), files_in_flight=self.files_in_flight,
         )
         runner.throttle = Throttle(limit_at(dest.config.bandwidth))
         return runner
@@ -90,9 +99,26 @@ class Daemon:
 
     def _on_verified(self, job: CopyJob) -> None:
         watcher = self._watcher_of(job.watch)
-        if watcher is None or not watcher.unsettled(job.offload):
+        if watcher is not None and watcher.unsettled(job.offload):
+            # Still arriving: the history is written once it settles, even when
+            # what settles last is never sent (a marker file, an excluded name).
+            self._deferred_looks[(job.offload_id, job.destination)] = (job.watch, job.offload)
+            self._deferred_wake.set()
+        else:
             self.manifests.schedule(job.offload_id, job.destination)
         self.ops.on_verified(job.offload_id)
+
+    async def _look_when_settled(self) -> None:
+        while True:
+            await self._deferred_wake.wait()
+            await asyncio.sleep(DEFERRED_LOOK_SECONDS)
+            for key, (watch, offload) in list(self._deferred_looks.items()):
+                watcher = self._watcher_of(watch)
+                if watcher is None or not watcher.unsettled(offload):
+                    del self._deferred_looks[key]
+                    self.manifests.schedule(*key)
+            if not self._deferred_looks:
+                self._deferred_wake.clear()
 
     def _on_source_changed(self, job: CopyJob) -> None:
         watcher = self._watcher_of(job.watch)
@@ -119,6 +145,7 @@ class Daemon:
         """Returns the exit code: 0 when every copy is verified (once), else 1."""
         loop = asyncio.get_running_loop()
         log_loop_errors(loop)
+        loop.set_default_executor(ThreadPoolExecutor(self._io_threads(), thread_name_prefix="triplicate-io"))
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
         if not self.once:
@@ -133,6 +160,7 @@ class Daemon:
                  mode="once" if self.once else "daemon")
         tasks = self._tasks
         tasks += [asyncio.create_task(r.run(), name=f"runner-{n}") for n, r in self.runners.items()]
+        tasks.append(asyncio.create_task(self._look_when_settled(), name="deferred-mhl-looks"))
         for watcher in self.watchers:
             watcher.start_events()
             tasks.append(asyncio.create_task(watcher.run(), name=f"watch-{watcher.root}"))
@@ -193,7 +221,15 @@ class Daemon:
         await self.ops.stop()
         if not self.once:
             pidfile.remove(self.journal.path)
-        log.info("daemon_stopped")
+        # bytes read from source files against bytes handed to destinations: < 1 when copies shared reads
+        log.info("daemon_stopped", source_read_bytes=SOURCE_READS.read_bytes, source_served_bytes=SOURCE_READS.served_bytes)
+
+    def _io_threads(self) -> int:
+        """Blocking reads and writes run in threads. Python's default of cores + 4
+        is too few: a local copy holds a thread for a whole file, and a reader
+        ahead of its share waits in one (shared_read.py) for slower readers,
+        which need threads of their own to catch up."""
+        return 8 + sum(4 * d.config.concurrency for d in self.destinations.values())
 
     def _exit_code(self) -> int:
         if not self.once:
@@ -201,10 +237,12 @@ class Daemon:
         states = self.journal.copy_state_counts()
         ok = states.get("verified", 0)
         undecided = offload_checks.undecided_count(self.journal)  # source files that need a person
+        # an offload held by an unusable upstream history has no copy rows at all, yet needs a person too
+        invalid = offload_checks.invalid_offloads(self.journal, [str(w.root) for w in self.watchers])
         not_ok = undecided + sum(n for s, n in states.items() if s not in ("verified", "superseded"))
         log.info("run_finished", verified=ok, not_verified=not_ok, mhl_generations=self.manifests.written,
-                 source_problems=undecided)
-        return 0 if not_ok == 0 else 1
+                 source_problems=undecided, mhl_invalid=invalid)
+        return 0 if not_ok == 0 and not invalid else 1
 
     def close(self) -> None:
         self.journal.close()

@@ -9,6 +9,11 @@ One row in `files` per version of a source file (path, size, mtime); one row in
                             └──▶ failed  (the source itself cannot be read)
 
 Copies of a version that turned out to be stale are marked `superseded`.
+A file renamed or moved inside the watch folder with known content is a new
+version whose `moved_from` names the old one; the old one stops being
+current, its verified copies stay (a sealed ASC MHL generation lists them),
+and each destination that holds one makes the new copy from it
+(`Destination.copy`) instead of receiving the bytes again.
 A row is claimed before work starts (attempts counted first), and its outcome is
 written when work ends; after a crash, rows left `transferring` go back to
 `pending` and resume.
@@ -33,7 +38,18 @@ from typing import Any, Iterable, Iterator
 
 from .errors import JournalError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+# Columns added after version 1, with how an older journal gains them
+# (Journal._migrate): ctime_ns of each version (a rewrite that restores size and
+# mtime still moves the ctime), and moved_from (files.id of the version a
+# rename or move came from).
+MIGRATIONS = {
+    2: (
+        "ALTER TABLE files ADD COLUMN ctime_ns INTEGER",
+        "ALTER TABLE files ADD COLUMN moved_from INTEGER REFERENCES files(id)",
+    ),
+}
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS offloads (
@@ -52,9 +68,12 @@ CREATE TABLE IF NOT EXISTS files (
     mtime_ns INTEGER NOT NULL,
     xxh64 TEXT,
     current INTEGER NOT NULL DEFAULT 1,
-    first_seen REAL NOT NULL
+    first_seen REAL NOT NULL,
+    ctime_ns INTEGER,
+    moved_from INTEGER REFERENCES files(id)
 );
 CREATE INDEX IF NOT EXISTS files_current ON files (offload_id, relpath) WHERE current = 1;
+CREATE INDEX IF NOT EXISTS files_moved_from ON files (moved_from) WHERE moved_from IS NOT NULL;
 CREATE TABLE IF NOT EXISTS copies (
     id INTEGER PRIMARY KEY,
     file_id INTEGER NOT NULL REFERENCES files(id),
@@ -266,6 +285,8 @@ class SeenFile:
     mtime_ns: int
     disk_path: str = ""  # relative path as spelled on disk (NFD on some Macs); "" = relpath
     xxh64: str | None = None  # known before any copy (checked against the offload's ASC MHL)
+    ctime_ns: int | None = None
+    moved_from: str | None = None  # relpath (same watch) of a current version with these bytes that left its path
 
     @property
     def on_disk(self) -> str:
@@ -292,6 +313,7 @@ class CopyJob:
     mtime_ns: int
     xxh64: str | None
     attempts: int
+    copy_from: str | None = None  # key of a verified copy of the same bytes at this destination (a move)
 
     @property
     def source_path(self) -> Path:
@@ -371,6 +393,8 @@ class Journal:
                     f"journal {path} was written by a newer triplicate (schema {version}); upgrade triplicate"
                 )
             counted = _has_table(db, "offload_verified")
+            if 0 < version < SCHEMA_VERSION:
+                _migrate(db, version)
             db.executescript(SCHEMA)
             if not counted:
                 _count_offloads(db)
@@ -407,6 +431,35 @@ class Journal:
             )
         return cur.rowcount
 
+    def known_ctimes(self, watch: str) -> dict[str, int]:
+        """relpath -> ctime_ns of current versions that recorded one (a journal
+        from before version 2 did not)."""
+        rows = self.db.execute(
+            "SELECT f.relpath, f.ctime_ns FROM files f JOIN offloads o ON o.id = f.offload_id "
+            "WHERE o.watch = ? AND f.current = 1 AND f.ctime_ns IS NOT NULL",
+            (watch,),
+        )
+        return {r[0]: r[1] for r in rows}
+
+    def current_version(self, watch: str, relpath: str) -> tuple[int, str | None, str] | None:
+        """(size, xxh64, disk path) of the current version of `relpath`, None if none."""
+        row = self.db.execute(
+            "SELECT f.size, f.xxh64, f.disk_path FROM files f JOIN offloads o ON o.id = f.offload_id "
+            "WHERE o.watch = ? AND o.name = ? AND f.relpath = ? AND f.current = 1",
+            (watch, relpath.split("/", 1)[0], relpath),
+        ).fetchone()
+        return None if row is None else (row[0], row[1], row[2])
+
+    def set_ctime(self, watch: str, relpath: str, ctime_ns: int) -> None:
+        """The file's ctime moved but its bytes are the recorded ones (chmod, a
+        rename back, a metadata tool): the version stays."""
+        with self._tx():
+            self.db.execute(
+                "UPDATE files SET ctime_ns = ? WHERE current = 1 AND relpath = ? AND offload_id = "
+                "(SELECT id FROM offloads WHERE watch = ? AND name = ?)",
+                (ctime_ns, relpath, watch, relpath.split("/", 1)[0]),
+            )
+
     def make_due_now(self) -> None:
         with self._tx():
             self.db.execute("UPDATE copies SET next_attempt_at = 0 WHERE state = 'pending'")
@@ -434,19 +487,38 @@ class Journal:
         same_bytes = row is not None and (item.xxh64 is None or row[3] in (None, item.xxh64))
         if row is not None and (row[1], row[2]) == (item.size, item.mtime_ns) and same_bytes:
             self.db.execute(
-                "UPDATE files SET disk_path = ?, xxh64 = COALESCE(xxh64, ?) WHERE id = ?", (item.on_disk, item.xxh64, row[0])
+                "UPDATE files SET disk_path = ?, xxh64 = COALESCE(xxh64, ?), ctime_ns = COALESCE(?, ctime_ns) "
+                "WHERE id = ?", (item.on_disk, item.xxh64, item.ctime_ns, row[0])
             )
             self._ensure_copies(row[0], destinations, now)
             return None
         if row is not None:
             self._supersede(row[0], now)
+        moved_from = self._moved_from(item, now)
         cur = self.db.execute(
-            "INSERT INTO files (offload_id, relpath, disk_path, size, mtime_ns, xxh64, first_seen) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (offload_id, item.relpath, item.on_disk, item.size, item.mtime_ns, item.xxh64, now),
+            "INSERT INTO files (offload_id, relpath, disk_path, size, mtime_ns, xxh64, first_seen, ctime_ns, moved_from) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (offload_id, item.relpath, item.on_disk, item.size, item.mtime_ns, item.xxh64, now, item.ctime_ns,
+             moved_from),
         )
         file_id = int(cur.lastrowid or 0)
         self._ensure_copies(file_id, destinations, now)
         return file_id
+
+    def _moved_from(self, item: SeenFile, now: float) -> int | None:
+        """The version a move left behind, if it still is current and holds the
+        same bytes: it stops being current (its verified copies stay)."""
+        if item.moved_from is None or item.xxh64 is None:
+            return None
+        row = self.db.execute(
+            "SELECT f.id FROM files f JOIN offloads o ON o.id = f.offload_id "
+            "WHERE o.watch = ? AND o.name = ? AND f.relpath = ? AND f.current = 1 AND f.size = ? AND f.xxh64 = ?",
+            (item.watch, item.moved_from.split("/", 1)[0], item.moved_from, item.size, item.xxh64),
+        ).fetchone()
+        if row is None:
+            return None
+        self._supersede(row[0], now)
+        return int(row[0])
 
     def _offload_id(self, watch: str, name: str, now: float) -> int:
         self.db.execute(
@@ -481,6 +553,16 @@ class Journal:
             "SELECT id FROM copies WHERE destination = ? AND state = 'pending' AND next_attempt_at <= ? "
             "ORDER BY next_attempt_at, id LIMIT ?",
             (destination, now, limit),
+        )
+        return [r[0] for r in rows]
+
+    def due_among(self, destination: str, file_ids: list[int], now: float) -> list[int]:
+        """Due pending copies at `destination` of these file versions, oldest first."""
+        marks = ",".join("?" * len(file_ids))
+        rows = self.db.execute(
+            f"SELECT id FROM copies WHERE destination = ? AND file_id IN ({marks}) AND state = 'pending' "
+            "AND next_attempt_at <= ? ORDER BY next_attempt_at, id",
+            (destination, *file_ids, now),
         )
         return [r[0] for r in rows]
 
@@ -599,11 +681,13 @@ class Journal:
     # ---- offload completeness and ASC MHL generations ----------------------------
 
     def offload_state(self, offload_id: int, destination: str) -> list[sqlite3.Row]:
-        """Current files of an offload with their copy state at `destination`."""
+        """Current files of an offload with their copy state at `destination`,
+        and the verified copies there of versions that moved away (the copy
+        stays where it is: it is what a sealed generation lists)."""
         return list(self.rows(
             "SELECT f.id, f.relpath, f.size, f.mtime_ns, f.xxh64, c.state, c.verified_at FROM files f "
             "JOIN copies c ON c.file_id = f.id AND c.destination = ? "
-            "WHERE f.offload_id = ? AND f.current = 1 ORDER BY f.relpath",
+            "WHERE f.offload_id = ? AND (f.current = 1 OR (" + _MOVED_AWAY + ")) ORDER BY f.relpath",
             (destination, offload_id),
         ))
 
@@ -676,7 +760,19 @@ class Journal:
 
 _JOB_SELECT = (
     "SELECT c.id, c.file_id, f.offload_id, c.destination, o.watch, o.name, f.relpath, f.disk_path, f.size, f.mtime_ns, "
-    "f.xxh64, c.attempts FROM copies c JOIN files f ON f.id = c.file_id JOIN offloads o ON o.id = f.offload_id"
+    "f.xxh64, c.attempts, "
+    # the old key of a move, when this destination holds a verified copy of it
+    "(SELECT m.relpath FROM files m JOIN copies mc ON mc.file_id = m.id AND mc.destination = c.destination "
+    "AND mc.state = 'verified' WHERE m.id = f.moved_from AND m.xxh64 = f.xxh64) "
+    "FROM copies c JOIN files f ON f.id = c.file_id JOIN offloads o ON o.id = f.offload_id"
+)
+
+# A version that moved away whose copy (c) is verified, and whose key no current
+# version of the offload has taken over since.
+_MOVED_AWAY = (
+    "c.state = 'verified' AND EXISTS (SELECT 1 FROM files n WHERE n.moved_from = f.id) "
+    "AND NOT EXISTS (SELECT 1 FROM files k WHERE k.offload_id = f.offload_id AND k.relpath = f.relpath "
+    "AND k.current = 1)"
 )
 
 
@@ -691,6 +787,21 @@ class _Transaction:
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
         self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _migrate(db: sqlite3.Connection, version: int) -> None:
+    """Bring a journal written by an older triplicate up to this schema, in one
+    transaction with its new version number: a crash leaves it old or new."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for step in range(version + 1, SCHEMA_VERSION + 1):
+            for sql in MIGRATIONS[step]:
+                db.execute(sql)
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
 def open_journal(path: Path) -> Journal:

@@ -40,6 +40,7 @@ class KnownVersions(MutableMapping[str, Version]):
         self.journal_path = journal_path
         self.watch = watch
         self._offloads: dict[str, dict[str, Version]] = {}
+        self._complete = False  # every offload read (the whole mapping was asked for once)
         self._lock = threading.Lock()
 
     def _of(self, relpath: str) -> dict[str, Version]:
@@ -63,13 +64,18 @@ class KnownVersions(MutableMapping[str, Version]):
             db.close()
 
     def _load_all(self) -> None:
-        """Every offload of the folder (only iterating the whole mapping needs it)."""
+        """Every offload of the folder: a rescan's look for what vanished goes
+        through the whole mapping. Read once; offloads seen later are read
+        on their first question as before."""
+        if self._complete:
+            return
         with self._lock:
             found: dict[str, dict[str, Version]] = {}
             for name, relpath, size, mtime_ns in self._query(_ALL_SQL, (self.watch,)):
                 found.setdefault(name, {})[relpath] = (size, mtime_ns)
             for name, versions in found.items():
                 self._offloads.setdefault(name, versions)
+            self._complete = True
 
     def __getitem__(self, relpath: str) -> Version:
         return self._of(relpath)[relpath]
@@ -90,6 +96,11 @@ class KnownVersions(MutableMapping[str, Version]):
         self._load_all()
         for versions in list(self._offloads.values()):
             yield from list(versions)
+
+    def items(self) -> list[tuple[str, Version]]:  # type: ignore[override]
+        """Every (relpath, version) at once: one lookup per offload, not per file."""
+        self._load_all()
+        return [pair for versions in list(self._offloads.values()) for pair in list(versions.items())]
 
     def __len__(self) -> int:
         self._load_all()

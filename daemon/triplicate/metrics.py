@@ -13,10 +13,11 @@ import time
 from typing import Any, Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
-from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from . import __version__, milestones
+from .shared_read import COUNTERS as SOURCE_READS
 from .journal import Journal
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -68,6 +69,17 @@ class Metrics:
         return generate_latest(self.registry)
 
 
+def _source_reads() -> Iterator[Metric]:
+    """Read once, write many: read below served means destinations shared reads."""
+    read = CounterMetricFamily("triplicate_source_read_bytes", "Bytes read from source files (all destinations).")
+    read.add_metric([], SOURCE_READS.read_bytes)
+    served = CounterMetricFamily("triplicate_source_served_bytes",
+                                 "Source bytes handed to destinations; above read bytes when reads were shared.")
+    served.add_metric([], SOURCE_READS.served_bytes)
+    yield read
+    yield served
+
+
 class _JournalCollector(Collector):
     def __init__(self, journal: Journal, destinations: Callable[[], list[str]], live: Any,
                  settling: Callable[[], dict[str, int]]) -> None:
@@ -87,6 +99,7 @@ class _JournalCollector(Collector):
         yield from self._backlog(time.time())
         yield from self._destinations()
         yield from self._offloads()
+        yield from _source_reads()
         watch = GaugeMetricFamily("triplicate_settling_files", "Files seen in a watch folder, waiting to settle.",
                                   labels=["watch"])
         for path, count in sorted(self.settling().items()):

@@ -164,6 +164,13 @@ def undecided_count(journal: Journal) -> int:
     return int(journal.db.execute("SELECT COUNT(*) FROM source_problems WHERE accepted_at IS NULL").fetchone()[0])
 
 
+def invalid_offloads(journal: Journal, watches: list[str]) -> list[str]:
+    """Offloads of these watch folders whose upstream ASC MHL history stays
+    unusable: nothing of them is sent until someone finishes or redoes it."""
+    return sorted(name for (watch, name), (state, _) in states(journal).items()
+                  if state == "mhl_invalid" and watch in watches)
+
+
 _OUTCOME = {
     "mismatch": "sent as it is, although it does not match its manifest",
     "unreadable": "tried as it is (it could not be read to be checked)",

@@ -45,6 +45,7 @@ class Settled:
     disk_path: str  # as spelled on disk
     size: int
     mtime_ns: int
+    ctime_ns: int | None = None
 
     @property
     def offload(self) -> str:
@@ -66,7 +67,7 @@ class GateContext:
     look_again: Callable[[str], None]  # disk path -> settle it again (it changed)
 
     def seen(self, f: Settled, xxh64: str | None = None) -> SeenFile:
-        return SeenFile(str(self.root), f.relpath, f.size, f.mtime_ns, f.disk_path, xxh64)
+        return SeenFile(str(self.root), f.relpath, f.size, f.mtime_ns, f.disk_path, xxh64, f.ctime_ns)
 
 
 class Gate:

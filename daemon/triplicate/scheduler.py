@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import structlog
 
-from .destinations.base import Destination, Receipt, SourceFile
+from .destinations.base import CopiesInPlace, Destination, Receipt, SourceFile
 from .errors import (
     CopyRefused,
     PermanentError,
@@ -46,6 +46,29 @@ class JournalResume:
         self.journal.save_resume(self.copy_id, None)
 
 
+class FilesInFlight:
+    """File versions some destination is copying right now. Other destinations
+    take those first, so they read alongside it (shared_read.py) instead of
+    reading the same file again later."""
+
+    def __init__(self) -> None:
+        self.copying: dict[int, set[str]] = {}  # file id -> destinations copying it
+
+    def add(self, file_id: int, destination: str) -> None:
+        self.copying.setdefault(file_id, set()).add(destination)
+
+    def remove(self, file_id: int, destination: str) -> None:
+        left = self.copying.get(file_id)
+        if left is not None:
+            left.discard(destination)
+            if not left:
+                del self.copying[file_id]
+
+    def elsewhere(self, destination: str) -> list[int]:
+        """Files other destinations are copying and `destination` is not."""
+        return [f for f, dests in self.copying.items() if destination not in dests]
+
+
 class DestinationRunner:
     def __init__(
         self,
@@ -57,6 +80,7 @@ class DestinationRunner:
         on_source_changed: Callable[[CopyJob], None],
         degraded_after: int = 5,
         on_event: Callable[[str, dict[str, Any]], None] | None = None,
+        files_in_flight: FilesInFlight | None = None,
     ) -> None:
         self.dest = dest
         self.name = dest.name
@@ -79,6 +103,7 @@ class DestinationRunner:
         self.gave_up: set[int] = set()
         self.bytes_sent = 0
         self.on_event = on_event  # operations.py: metrics and notifications, never blocking
+        self.files_in_flight = files_in_flight if files_in_flight is not None else FilesInFlight()
         self.throttle: Any = None  # bandwidth.Throttle, set by the daemon; rate kept by operations.py
         self.log = log.bind(destination=self.name)
 
@@ -118,12 +143,19 @@ class DestinationRunner:
                 await self._sleep_until_due()
                 continue
             self.in_flight += 1
+            self.files_in_flight.add(job.file_id, self.name)
             try:
                 await self._work(job)
             finally:
                 self.in_flight -= 1
+                self.files_in_flight.remove(job.file_id, self.name)
 
     def _claimable(self, now: float) -> int | None:
+        elsewhere = self.files_in_flight.elsewhere(self.name)
+        if elsewhere:
+            for copy_id in self.journal.due_among(self.name, elsewhere, now):
+                if copy_id not in self.gave_up:
+                    return copy_id
         for copy_id in self.journal.due_ids(self.name, now, limit=len(self.gave_up) + 1):
             if copy_id not in self.gave_up:
                 return copy_id
@@ -205,7 +237,7 @@ class DestinationRunner:
         self.tried[job.copy_id] = self.tried.get(job.copy_id, 0) + 1
         started = time.monotonic()
         try:
-            receipt = await self.dest.put(src, JournalResume(self.journal, job.copy_id), self._progress)
+            receipt = await self._copy_or_put(job, src)
         except asyncio.CancelledError:
             self.journal.release(job.copy_id)
             raise
@@ -230,6 +262,16 @@ class DestinationRunner:
         else:
             self._record(job, receipt, time.monotonic() - started, jlog)
 
+    async def _copy_or_put(self, job: CopyJob, src: SourceFile) -> Receipt:
+        """A moved file is copied from the copy this destination already holds,
+        where the destination can (`Destination.copy`); otherwise sent."""
+        if job.copy_from is not None and src.xxh64 is not None and isinstance(self.dest, CopiesInPlace):
+            receipt = await self.dest.copy(job.copy_from, src)
+            if receipt is not None:
+                return receipt
+            self.log.info("copy_source_unusable", file=job.relpath, copy_from=job.copy_from)
+        return await self.dest.put(src, JournalResume(self.journal, job.copy_id), self._progress)
+
     def _record(self, job: CopyJob, receipt: Receipt, seconds: float, jlog: Any) -> None:
         if receipt.key != job.relpath or receipt.size != job.size:
             self._retry_later(job, VerificationFailed(f"destination answered for {receipt.key} ({receipt.size} bytes)"), "transient", jlog)
@@ -239,10 +281,14 @@ class DestinationRunner:
             return
         self._count_outcome(None)
         event = "copy_already_present" if receipt.skipped else "copy_verified"
+        if job.copy_from is not None and receipt.bytes_sent == 0 and not receipt.skipped:
+            fields_from = {"copy_from": job.copy_from, "verified_by": receipt.evidence.get("verified_by", "")}
+        else:
+            fields_from = {}
         fields: dict[str, Any] = {"size": receipt.size, "xxh64": receipt.xxh64, "seconds": round(seconds, 3)}
         if receipt.bytes_sent >= 1_000_000 and seconds > 0:
             fields["mb_per_s"] = round(receipt.bytes_sent / seconds / 1e6, 1)
-        jlog.info(event, **fields)
+        jlog.info(event, **fields, **fields_from)
         self._emit("copy_verified", offload=job.offload, file=job.relpath, size=receipt.size,
                    bytes_sent=receipt.bytes_sent, seconds=seconds, skipped=receipt.skipped)
         self.on_verified(job)

@@ -16,6 +16,7 @@ from typing import AsyncIterator
 from .destinations.base import SourceFile
 from .errors import SourceChanged, SourceUnreadable
 from .hashing import BLOCK_SIZE, advise_sequential, new_digest
+from .shared_read import COUNTERS, SHARES, Detached, SharedFile, file_key
 
 
 def _signature(st: os.stat_result) -> tuple[int, int]:
@@ -25,13 +26,15 @@ def _signature(st: os.stat_result) -> tuple[int, int]:
 class SourceReader:
     """Sequential, hashing reader of one `SourceFile`. Use as a context manager."""
 
-    def __init__(self, src: SourceFile, block_size: int = BLOCK_SIZE) -> None:
+    def __init__(self, src: SourceFile, block_size: int = BLOCK_SIZE, share: bool = True) -> None:
         self.src = src
         self.block_size = block_size
         self.digest = new_digest("xxh64")
         self.bytes_read = 0
         self._fd = -1
         self._ctime_ns: int | None = None  # when the read began
+        self._share = share  # join other destinations' read of the same version (shared_read.py)
+        self._shared: tuple[SharedFile, int] | None = None
 
     def __enter__(self) -> "SourceReader":
         self.open()
@@ -50,10 +53,14 @@ class SourceReader:
         self._check_unchanged("before reading")
         # Size and mtime can be put back after a rewrite in place (rsync
         # --inplace -t); the change time cannot, so it must hold still too.
-        self._ctime_ns = os.fstat(self._fd).st_ctime_ns
+        opened = os.fstat(self._fd)
+        self._ctime_ns = opened.st_ctime_ns
         advise_sequential(self._fd)
+        if self._share:
+            self._shared = SHARES.join(file_key(opened), os.fsdecode(self.src.path))
 
     def close(self) -> None:
+        self._leave_share()
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
@@ -73,13 +80,32 @@ class SourceReader:
         if self._ctime_ns is not None and (opened.st_ctime_ns, named.st_ctime_ns) != (self._ctime_ns,) * 2:
             raise SourceChanged(f"source file was rewritten {when} (same size and mtime, new change time): {self.src.path}")
 
-    def read_block(self) -> bytes:
-        """The next block, hashed; b"" at the end."""
+    def _leave_share(self) -> None:
+        if self._shared is not None:
+            SHARES.leave(*self._shared)
+            self._shared = None
+
+    def _next(self, size: int) -> bytes:
+        """Up to `size` bytes at the current offset: from the shared read while
+        this reader keeps pace with it, else from its own descriptor."""
+        if self._shared is not None:
+            shared, rid = self._shared
+            try:
+                return shared.read(rid, self.bytes_read, size)
+            except Detached:
+                self._leave_share()
         try:
-            data = os.read(self._fd, self.block_size)
+            data = os.pread(self._fd, size, self.bytes_read)
         except OSError as exc:
             raise SourceUnreadable(f"cannot read source file {self.src.path}: {exc.strerror}") from None
+        COUNTERS.add(len(data), 0)
+        return data
+
+    def read_block(self) -> bytes:
+        """The next block, hashed; b"" at the end."""
+        data = self._next(self.block_size)
         if data:
+            COUNTERS.add(0, len(data))
             self.digest.update(data)
             self.bytes_read += len(data)
             if self.bytes_read > self.src.size:
@@ -92,7 +118,7 @@ class SourceReader:
         """Continue a resumed transfer: hash the first `offset` bytes without
         handing them out (they are already at the destination)."""
         while self.bytes_read < offset:
-            data = os.read(self._fd, min(self.block_size, offset - self.bytes_read))
+            data = self._next(min(self.block_size, offset - self.bytes_read))
             if not data:
                 raise SourceChanged(f"source file shrank while it was read: {self.src.path}")
             self.digest.update(data)

@@ -6,8 +6,10 @@ while the daemon is down). Where events cannot be trusted the folder is polled
 instead: `polling = true`, or "auto" on a network file system (mounts.py), or
 when inotify runs out of watches. A file has settled once it has held still
 for `settle_seconds`; the readiness gate (readiness.py) then decides when it
-may be sent. Files whose (size, mtime) the journal already knows are skipped
-without being read, so a scan costs one stat per file and no hashing.
+may be sent. Files whose (size, mtime, ctime) the journal already knows are
+skipped without being read, so a scan costs one stat per file and no hashing;
+a rename, a move or a metadata-only change is told apart from new data by
+hashing that one file (moves.py).
 
 Keys are Unicode NFC: the same name spelled NFC or NFD (macOS) is one file.
 """
@@ -32,6 +34,7 @@ from watchdog.observers import Observer
 from . import mounts
 from .config import WatchConfig
 from .journal import Journal, SeenFile
+from .moves import ContentChecks
 from .readiness import GateContext, Settled, make_gate
 from .ready_log import ReadyLog
 
@@ -194,11 +197,16 @@ class Settler:
 class _EventBridge(FileSystemEventHandler):
     """Hands watchdog's thread events to the event loop; never blocks it."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, sink: Callable[[str, bool], None]) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, sink: Callable[[str, bool], None], gone: Callable[[str, bool], None]
+    ) -> None:
         self.loop = loop
         self.sink = sink
+        self.gone = gone
 
     def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type in ("moved", "deleted"):  # the old path of a move may reappear elsewhere
+            self.loop.call_soon_threadsafe(self.gone, os.fsdecode(event.src_path), event.is_directory)
         if event.event_type in ("opened", "closed_no_write", "deleted"):
             return
         for path in (event.src_path, getattr(event, "dest_path", "")):
@@ -227,6 +235,7 @@ class WatchFolder:
             config, self.root, journal, known, self._release, self.arriving, self._look_again,
         ))
         self.ready_log = ReadyLog(str(self.root))
+        self.checks = ContentChecks(self.root, journal, known, self._hand_on)
         self.mode = "events"  # or "polling"
         self._observer: Observer | None = None
         self._wake = asyncio.Event()
@@ -240,11 +249,12 @@ class WatchFolder:
     @property
     def idle(self) -> bool:
         """Nothing seen that is still waiting to settle or to be checked."""
-        return not self.settler and not self._dirs and self.gate.idle
+        return not self.settler and not self._dirs and self.gate.idle and self.checks.idle
 
     def arriving(self, offload: str) -> bool:
         """Files of `offload` are still settling (or a folder of it is unscanned)."""
-        return self.settler.count(offload) > 0 or any(nfc(d.split("/", 1)[0]) == offload for d in self._dirs)
+        return (self.settler.count(offload) > 0 or self.checks.busy(offload)
+                or any(nfc(d.split("/", 1)[0]) == offload for d in self._dirs))
 
     def unsettled(self, offload: str) -> bool:
         """The offload is not complete yet as far as the watcher knows: files
@@ -267,7 +277,8 @@ class WatchFolder:
     def _start_observer(self, fstype: str | None) -> None:
         try:  # watchdog takes its inotify instance when built, its watches when started
             observer = Observer()
-            observer.schedule(_EventBridge(asyncio.get_running_loop(), self._on_event), str(self.root), recursive=True)
+            bridge = _EventBridge(asyncio.get_running_loop(), self._on_event, self._on_gone)
+            observer.schedule(bridge, str(self.root), recursive=True)
             observer.daemon = True
             observer.start()
         except OSError as exc:
@@ -306,6 +317,7 @@ class WatchFolder:
     def stop(self) -> None:
         self._stop_observer()
         self.gate.stop()
+        self.checks.stop()
         self.ready_log.maybe_flush(time.monotonic(), force=True)
 
     # ---- sightings -------------------------------------------------------------------
@@ -325,6 +337,19 @@ class WatchFolder:
             self._consider(rel, None)
         self._wake.set()
 
+    def _on_gone(self, path: str, is_dir: bool) -> None:
+        """A path moved away or was deleted: what the journal knows under it
+        may turn up elsewhere (moves.py)."""
+        try:
+            rel = nfc(Path(path).relative_to(self.root).as_posix())
+        except ValueError:
+            return
+        if not is_dir:
+            self.checks.gone(rel)
+            return
+        for relpath in [r for r in self.known if r.startswith(rel + "/")]:
+            self.checks.gone(relpath)
+
     def _consider(self, disk_path: str, st: os.stat_result | None) -> None:
         relpath = nfc(disk_path)
         if not self.filter.wanted(relpath):
@@ -335,11 +360,16 @@ class WatchFolder:
 
     def _unchanged(self, relpath: str, st: os.stat_result) -> bool:
         version = (st.st_size, st.st_mtime_ns)
-        return self.known.get(relpath) == version or self.gate.holds(relpath, version)
+        if self.known.get(relpath) == version:
+            return not self.checks.ctime_moved(relpath, st.st_ctime_ns)
+        return self.gate.holds(relpath, version)
 
-    def changes(self, below: str = "") -> tuple[int, list[tuple[str, os.stat_result]], float]:
+    def changes(
+        self, below: str = "", seen: set[str] | None = None
+    ) -> tuple[int, list[tuple[str, os.stat_result]], float]:
         """Walk the tree: (files seen, the new or changed ones, CPU seconds the
-        walk took). Reads only; safe in a worker thread."""
+        walk took); `seen` collects the wanted paths. Reads only; safe in a
+        worker thread."""
         cpu = time.thread_time()
         count = 0
         found = []
@@ -350,6 +380,8 @@ class WatchFolder:
             wanted = self.filter.wanted(relpath) if below else self.filter.wanted_name(relpath, relpath.rsplit("/", 1)[-1])
             if not wanted:
                 continue
+            if seen is not None:
+                seen.add(relpath)
             if not self._unchanged(relpath, st):
                 found.append((disk_path, st))
         return count, found, time.thread_time() - cpu
@@ -369,7 +401,9 @@ class WatchFolder:
 
     async def full_scan(self, reason: str = "scan") -> int:
         started = time.monotonic()
-        count, found, cpu = await asyncio.to_thread(self.changes)
+        seen: set[str] = set()
+        count, found, cpu = await asyncio.to_thread(self.changes, "", seen)
+        self.checks.vanished.reset({r: v[0] for r, v in self.known.items() if r not in seen})
         self._queue(found)
         self.scans += 1
         fields = {"watch": str(self.root), "files": count, "new": len(found), "mode": self.mode, "reason": reason,
@@ -386,30 +420,43 @@ class WatchFolder:
         while self._dirs:
             self.scan(self._dirs.pop())
         now = time.monotonic()
-        settled = [Settled(nfc(d), d, st.st_size, st.st_mtime_ns) for d, st in self.settler.poll(self.root, now)]
+        settled = [Settled(nfc(d), d, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+                   for d, st in self.settler.poll(self.root, now)]
         # a version handed on meanwhile (a scan racing a release) is not judged again
-        settled = [f for f in settled if self.known.get(f.relpath) != f.version]
+        settled = [f for f in settled if not self._handed_on(f.relpath, f.version, f.ctime_ns)]
         if settled:
             self.gate.settled(settled)
         self.gate.tick(now)
         self.ready_log.maybe_flush(now, force=self.idle)
 
+    def _handed_on(self, relpath: str, version: tuple[int, int], ctime_ns: int | None) -> bool:
+        return self.known.get(relpath) == version and not self.checks.ctime_moved(relpath, ctime_ns)
+
     def _release(self, batch: list[SeenFile]) -> None:
         fresh = []
         for item in batch:
             version = (item.size, item.mtime_ns)
-            if self.known.get(item.relpath) == version:
+            if self._handed_on(item.relpath, version, item.ctime_ns):
                 continue
+            checked = self.checks.take(item, same_version=self.known.get(item.relpath) == version)
             self.known[item.relpath] = version
-            fresh.append(item)
+            if item.ctime_ns is not None:
+                self.checks.ctimes[item.relpath] = item.ctime_ns
+            if not checked:
+                fresh.append(item)
+        self._hand_on(fresh)
+
+    def _hand_on(self, fresh: list[SeenFile]) -> None:
         if fresh:
             self.ready_log.add(fresh, time.monotonic())
             self.on_ready(fresh)
+            self._wake.set()
 
     def forget(self, relpath: str, disk_path: str) -> None:
         """The journal dropped this version (it changed under a transfer):
         look at the file again."""
         self.known.pop(relpath, None)
+        self.checks.forget(relpath)
         self._look_again(disk_path)
 
     def _look_again(self, disk_path: str) -> None:

@@ -9,7 +9,7 @@ from .cases.base import Case, Context
 
 # One entry per destination type (and per server dialect). Every case runs the
 # whole suite in test_destinations.py.
-CASES = ["local", "sftp", "azure", "s3-seaweed", "s3-moto"]
+CASES = ["local", "sftp", "sftp-readback", "azure", "s3-seaweed", "s3-moto"]
 
 
 # The test body runs in a per-test loop: open() must run in that same loop

@@ -263,3 +263,20 @@ def test_failing_destination_is_degraded_once_not_per_file(tmp_path: Path) -> No
     assert fixed.returncode == 0
     assert [e["event"] for e in log_events(fixed.stderr)].count("destination_recovered") == 1
     assert next(d for d in setup.status()["destinations"] if d["name"] == "offsite")["state"] == "up"
+
+
+def test_destinations_share_one_read_of_each_file(tmp_path: Path) -> None:
+    """Read once, write many: three destinations copying the same offload read
+    each source byte about once between them (shared_read.py)."""
+    setup = make_setup(tmp_path, {"raid": 'media = "raid"', "nas": 'media = "nas"', "lto": 'media = "lto"'})
+    sizes = [48 * 2**20, 40 * 2**20, 3 * 2**20] + [200_000] * 20
+    for i, size in enumerate(sizes):
+        write_file(setup.watch / f"C001/clip{i:02}.mov", os.urandom(size), mtime=OLD)
+    done = setup.run_once()
+    assert done.returncode == 0, done.stderr
+    stopped = next(e for e in log_events(done.stderr) if e["event"] == "daemon_stopped")
+    data = sum(sizes)
+    assert stopped["source_served_bytes"] == 3 * data
+    assert stopped["source_read_bytes"] <= 1.25 * data, stopped
+    for root in setup.destinations.values():
+        assert sum(p.stat().st_size for p in (root / "C001").glob("*.mov")) == data

@@ -72,6 +72,7 @@ def test_marker_arriving_while_the_daemon_runs(tmp_path: Path) -> None:
     setup = make_setup(tmp_path, settle=0.3, extra_watch='ready = "marker"\nmarker = "OFFLOAD_COMPLETE"')
     source = card(setup.watch / "D004", "xxh128")
     daemon = setup.start()
+    failed: AssertionError | None = None
     try:
         wait_for(lambda: state_of(setup, "D004") == "waiting", 30, "the offload held")
         assert not sent(setup, "D004")
@@ -80,8 +81,12 @@ def test_marker_arriving_while_the_daemon_runs(tmp_path: Path) -> None:
         wait_for(lambda: all((r / "D004/ascmhl" / mhl.CHAIN_FILE).exists() for r in setup.destinations.values()),
                  30, "the offload at both destinations with its history")
         elapsed = time.monotonic() - started
+    except AssertionError as exc:
+        failed = exc
     finally:
         out = stop(daemon)
+    if failed is not None:
+        raise AssertionError(f"{failed}; the daemon said:\n{out[-6000:]}")
     print(f"marker written -> offload verified at both destinations in {elapsed:.2f} s")
     assert [e["files"] for e in log_events(out) if e["event"] == "offload_marked"] == [len(t.SAMPLE)]
     for root in setup.destinations.values():

@@ -215,3 +215,19 @@ def test_a_frame_sequence_is_one_offload_line_and_one_status_line(tmp_path: Path
     pattern = "SHOT_010/SHOT_010.[0086400-0086999].dpx (600 files)"
     assert any(pattern in e["sequences"] for e in readiness if e["event"] == "offload_matches_history")
     assert offload(setup.status(), "E005")["sequences"] == [pattern]
+
+
+def test_run_once_fails_on_an_offload_whose_history_stays_invalid(tmp_path: Path) -> None:
+    """No copy row exists for a held offload, so only its readiness state can
+    tell `run --once` that someone has to look at it."""
+    setup = mhl_setup(tmp_path, settle=0.2)
+    source = card(setup.watch / "F006", "xxh64")
+    [generation] = (source / "ascmhl").glob("0001_*.mhl")
+    generation.write_bytes(generation.read_bytes()[:100])  # the chain's C4 id no longer matches
+    os.utime(generation, (OLD, OLD))
+    done = setup.run_once()
+    assert state_of(setup, "F006") == "mhl_invalid"
+    assert done.returncode == 1, done.stderr
+    [finished] = events(done.stderr, "run_finished")
+    assert finished["mhl_invalid"] == ["F006"]
+    assert not any((r / "F006").exists() for r in setup.destinations.values())

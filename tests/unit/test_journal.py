@@ -176,3 +176,13 @@ def test_offload_counts_of_an_older_journal_are_made_when_opened(tmp_path: Path)
     reopened = Journal(path)
     assert _counted(reopened) == expected and expected[1]
     reopened.close()
+
+
+def test_known_versions_as_a_whole_are_read_once(journal: Journal) -> None:
+    journal.ingest([seen("A001/a.mov", 10, 1), seen("B002/c.mov", 30, 3)], ["nearline"])
+    known = KnownVersions(journal.path, "/watch")
+    assert known.get("A001/a.mov") == (10, 1)
+    known["A001/a.mov"] = (11, 2)  # handed on since: the journal's row is not read over it
+    assert sorted(known.items()) == [("A001/a.mov", (11, 2)), ("B002/c.mov", (30, 3))]
+    journal.ingest([seen("C003/d.mov", 40, 4)], ["nearline"])
+    assert known.get("C003/d.mov") == (40, 4), "an offload recorded after the whole read is still found"

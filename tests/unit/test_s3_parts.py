@@ -70,8 +70,17 @@ def test_config_defaults_and_sizes_with_units() -> None:
     config = s3(part_size="128MiB", prefix="/show/")
     assert config.part_size == 128 * MiB and config.prefix == "show/"
     default = s3()
-    assert (default.part_size, default.part_concurrency, default.checksum) == (64 * MiB, 4, "crc32c")
+    assert (default.part_size, default.part_concurrency, default.checksum) == (16 * MiB, 8, "crc32c")
     assert default.offsite and default.media == "cloud" and default.prefix == ""
+
+
+def test_default_parts_in_flight_fit_the_memory_budget() -> None:
+    """A file in flight holds part_concurrency buffers of the part size; with the
+    defaults that stays at 128 MiB up to 156 GiB, and the part only grows beyond."""
+    default = s3()
+    assert default.part_concurrency * plan_parts(20 * GiB, default.part_size).part_size <= 128 * MiB
+    assert plan_parts(16 * MiB * MAX_PARTS, default.part_size).part_size == 16 * MiB
+    assert plan_parts(16 * MiB * MAX_PARTS + 1, default.part_size).part_size == 17 * MiB
 
 
 @pytest.mark.parametrize("bad", [{"part_size": "4MiB"}, {"part_size": "6GiB"}, {"checksum": "crc64"},
@@ -119,6 +128,59 @@ def test_composite_checksums_follow_s3() -> None:
     etag = hashlib.md5(b"".join(hashlib.md5(p).digest() for p in parts)).hexdigest() + "-3"
     assert md5.expected([md5.digest(p) for p in parts], multipart=True) == [etag]
     assert Checksum("none").expected([md5.digest(b"x")], multipart=False) == [hashlib.md5(b"x").hexdigest()]
+
+
+@pytest.mark.parametrize("name", ["crc32c", "sha256", "md5", "none"])
+def test_a_digest_fed_in_blocks_equals_the_digest_of_the_whole(name: str) -> None:
+    kind = Checksum(name)
+    data = bytes(range(256)) * 4099
+    running = kind.running()
+    for start in range(0, len(data), 10_000):
+        running.update(data[start:start + 10_000])
+    assert running.digest() == kind.digest(data)
+    assert kind.running().digest() == kind.digest(b"")
+
+
+def test_a_part_is_read_into_the_callers_buffer(tmp_path: Path) -> None:
+    from triplicate.destinations.base import SourceFile
+    from triplicate.destinations.s3_source import FILL_BLOCK, fill
+    from triplicate.errors import SourceChanged
+    from triplicate.source import SourceReader
+
+    data = bytes(range(256)) * (3 * FILL_BLOCK // 256) + b"tail"
+    path = tmp_path / "clip.mov"
+    path.write_bytes(data)
+    st = path.stat()
+    src = SourceFile(path, "A001/clip.mov", len(data), st.st_mtime_ns)
+    buffer = bytearray(2 * FILL_BLOCK + 5)
+    with SourceReader(src) as reader:
+        first = fill(reader, memoryview(buffer), Checksum("crc32c"))
+        assert buffer == data[:len(buffer)] and first == Checksum("crc32c").digest(data[:len(buffer)])
+        rest = memoryview(buffer)[:len(data) - len(buffer)]  # the same buffer, reused for the next part
+        fill(reader, rest, Checksum("crc32c"))
+        assert bytes(rest) == data[len(buffer):]
+        assert reader.finish() == hashlib_xxh64(data)
+        with pytest.raises(SourceChanged, match="shrank"):
+            fill(reader, memoryview(bytearray(1)), Checksum("crc32c"))
+
+
+def hashlib_xxh64(data: bytes) -> str:
+    import xxhash
+
+    return xxhash.xxh64_hexdigest(data)
+
+
+def test_a_request_body_is_a_view_of_the_buffer_not_a_copy() -> None:
+    from triplicate.destinations.s3_requests import _Body
+
+    buffer = bytearray(b"0123456789")
+    counted: list[int] = []
+    body = _Body(memoryview(buffer)[2:8], counted.append)
+    assert body.read(3) == b"234" and counted == []  # not armed: botocore's own read (signing)
+    body.seek(0)
+    buffer[2] = ord("X")  # the body sees the buffer itself
+    assert body.read() == b"X34567" and body.read() == b"" and body.tell() == 6
+    assert body.seek(-2, 2) == 4 and body.read(10) == b"67"
 
 
 def test_only_crc32c_and_sha256_send_checksum_headers() -> None:

@@ -485,6 +485,54 @@ class AzureDestination:
                 f"copy of {src.key} at {self.name!r} failed its check ({'; '.join(problems)}); removed"
             )
 
+    async def copy(self, from_key: str, src: SourceFile) -> Receipt | None:
+        """Copy Blob within the account (the service copies; Azure finishes a
+        same-account copy before it answers, a slower one is polled), then a
+        read-back: the copied Content-MD5 property is the old blob's, no
+        evidence of the new bytes. Never touches the old blob."""
+        assert src.xxh64 is not None
+        blob, old = self._blob(src.key), self._blob(from_key)
+        existing = await self._identical(blob, src)
+        if existing is not None:
+            return existing
+        props = await self._properties(old, f"looking up {from_key}")
+        if props is None or props.size != src.size or (props.metadata or {}).get("xxh64") != src.xxh64:
+            return None
+        from azure.core import MatchConditions
+        from azure.storage.blob import StandardBlobTier
+
+        tier = self.config.access_tier
+        await self._call(
+            f"copying {from_key} to {src.key}", blob.start_copy_from_url, old.url,
+            metadata=self._metadata(src.xxh64, src.mtime_ns), source_etag=props.etag,
+            source_match_condition=MatchConditions.IfNotModified,
+            standard_blob_tier=StandardBlobTier(tier) if tier else None,
+        )
+        copied = await self._copy_finished(blob, src.key)
+        found = await self._hash_blob(blob, src.size, copied.etag, f"reading back {src.key}")
+        if (copied.size, found) != (src.size, src.xxh64):
+            await self.delete(src.key)
+            raise VerificationFailed(
+                f"copy of {from_key} to {src.key} at {self.name!r} reads back as xxh64 {found} ({copied.size} bytes), "
+                f"expected {src.xxh64} ({src.size} bytes); removed"
+            )
+        return Receipt(key=src.key, size=src.size, xxh64=found, bytes_sent=0,
+                       evidence={"copied_from": from_key, "verified_by": "read-back"})
+
+    async def _copy_finished(self, blob: "BlobClient", key: str) -> Any:
+        """The new blob's properties once the service's copy is done."""
+        for delay in (0.1, 0.2, 0.5, 1, 2, *([5] * 120)):
+            props = await self._properties(blob, f"checking the copy to {key}")
+            state = getattr(props.copy, "status", None) if props is not None else "missing"
+            if state in (None, "success"):
+                return props
+            if state != "pending":
+                break
+            await asyncio.sleep(delay)
+        # never leave a blob whose metadata claims bytes it may not hold
+        await self.delete(key)
+        raise TransientError(f"destination {self.name!r}: the service's copy to {key} did not finish ({state}); removed")
+
     async def verify(self, key: str, xxh64: str, size: int) -> None:
         blob = self._blob(key)
         props = await self._properties(blob, f"re-checking {key}")

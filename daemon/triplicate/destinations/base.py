@@ -160,6 +160,23 @@ class Destination(Protocol):
         """Store a small object atomically (never visible half-written)."""
 
 
+@runtime_checkable
+class CopiesInPlace(Protocol):
+    """What a destination offers when it can make one stored copy from another
+    without the bytes crossing the network again (a file renamed or moved at
+    the source). Optional: a destination without it gets a `put`."""
+
+    async def copy(self, from_key: str, src: SourceFile) -> Receipt | None:
+        """Make `src.key` from the copy stored under `from_key` (`src.xxh64` is
+        known): a server-side copy, a hard link. Verified before it returns,
+        like `put`: the new object is checked against `src.xxh64` by the
+        service's checksum of it or by reading it back. Returns None, changing
+        nothing, when `from_key` is missing or does not hold those bytes: the
+        file is then sent with `put`. Never removes `from_key` (a sealed ASC
+        MHL generation lists it). `Receipt.bytes_sent` counts what crossed the
+        network: 0 for a copy inside the service."""
+
+
 DestinationFactory = Callable[[DestinationConfig], Destination]
 Opener = Callable[[], Awaitable[None]]
 

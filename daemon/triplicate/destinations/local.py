@@ -11,6 +11,9 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import secrets
+import shutil
+import threading
 import time
 from pathlib import Path
 from typing import Literal
@@ -32,6 +35,9 @@ from .base import (
 )
 
 TMP_MARK = ".triplicate-"
+_RUN = f"{os.getpid()}-{secrets.token_hex(4)}"
+"""This process's mark in temporary names: a pid alone repeats (pid 1 in every
+container start), and temporary files of a killed run must not pass as ours."""
 
 
 class LocalConfig(DestinationConfig):
@@ -56,6 +62,9 @@ class LocalDestination:
         self.config = config
         self.name = config.name
         self.root = config.path
+        self._cleaned: set[Path] = set()  # folders whose stale temporary files are gone
+        self._cleaning = threading.Lock()
+        self._dir_sync = _DirSync()
 
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
@@ -76,22 +85,72 @@ class LocalDestination:
         final = self._path(src.key)
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
-            _remove_stale_temps(final)
+            self._clean_once(final.parent)
             existing = self._identical(final, src)
             if existing is not None:
                 return existing
-            tmp = final.with_name(f".{final.name}{TMP_MARK}{os.getpid()}-{time.monotonic_ns()}.tmp")
+            tmp = final.with_name(f".{final.name}{TMP_MARK}{_RUN}-{time.monotonic_ns()}.tmp")
             try:
                 xxh64 = self._copy(src, tmp, progress)
                 self._check_copy(tmp, xxh64, src.size)
                 os.replace(tmp, final)
                 if self.config.fsync:
-                    _fsync_dir(final.parent)
+                    self._dir_sync.sync(final.parent)
             finally:
                 tmp.unlink(missing_ok=True)
         except OSError as exc:
             raise _os_error(exc, f"writing {src.key}") from None
         return Receipt(key=src.key, size=src.size, xxh64=xxh64, bytes_sent=src.size)
+
+    def _clean_once(self, folder: Path) -> None:
+        """Stale temporary files can only come from a process that died, so a
+        folder is cleaned once per process; listing it before every file cost
+        N² names for a frame sequence of N files."""
+        with self._cleaning:
+            if folder in self._cleaned:
+                return
+            self._cleaned.add(folder)
+        _remove_stale_temps(folder)
+
+    async def copy(self, from_key: str, src: SourceFile) -> Receipt | None:
+        return await asyncio.to_thread(self._copy_within, from_key, src)
+
+    def _copy_within(self, from_key: str, src: SourceFile) -> Receipt | None:
+        """A hard link when the old copy's mtime is the new one's (a rename
+        keeps it; no bytes move and no space is taken), else a copy made by
+        the kernel (copy_file_range: reflinks on btrfs/XFS, a server-side copy
+        on NFS 4.2); either way read back from the device before it counts."""
+        old, final = self._path(from_key), self._path(src.key)
+        assert src.xxh64 is not None
+        try:
+            old_st = old.stat()
+        except FileNotFoundError:
+            return None
+        if old_st.st_size != src.size:
+            return None
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            self._clean_once(final.parent)
+            existing = self._identical(final, src)
+            if existing is not None:
+                return existing
+            tmp = final.with_name(f".{final.name}{TMP_MARK}{_RUN}-{time.monotonic_ns()}.tmp")
+            try:
+                how = _clone(old, tmp, old_st.st_mtime_ns == src.mtime_ns)
+                if how != "hard-link":
+                    os.utime(tmp, ns=(time.time_ns(), src.mtime_ns))
+                copied, length = hash_file(tmp, uncached=True)
+                if (copied, length) != (src.xxh64, src.size):
+                    return None  # the old copy is not those bytes (`verify` will say so): send the file
+                os.replace(tmp, final)
+                if self.config.fsync:
+                    self._dir_sync.sync(final.parent)
+            finally:
+                tmp.unlink(missing_ok=True)
+        except OSError as exc:
+            raise _os_error(exc, f"copying {from_key} to {src.key}") from None
+        return Receipt(key=src.key, size=src.size, xxh64=copied, bytes_sent=0,
+                       evidence={"copied_from": from_key, "how": how, "verified_by": "read-back"})
 
     def _identical(self, final: Path, src: SourceFile) -> Receipt | None:
         """A copy already in place with the known size and hash is kept as is."""
@@ -168,7 +227,7 @@ class LocalDestination:
 
     def _write_bytes(self, key: str, data: bytes) -> None:
         final = self._path(key)
-        tmp = final.with_name(f".{final.name}{TMP_MARK}{os.getpid()}-{time.monotonic_ns()}.tmp")
+        tmp = final.with_name(f".{final.name}{TMP_MARK}{_RUN}-{time.monotonic_ns()}.tmp")
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
             with open(tmp, "wb") as fh:
@@ -185,12 +244,90 @@ class LocalDestination:
             tmp.unlink(missing_ok=True)
 
 
-def _remove_stale_temps(final: Path) -> None:
-    """Temporary files a killed process left behind for this name."""
-    prefix = f".{final.name}{TMP_MARK}"
-    for entry in os.scandir(final.parent):
-        if entry.name.startswith(prefix) and entry.name.endswith(".tmp"):
+def _remove_stale_temps(folder: Path) -> None:
+    """Temporary files other (killed) processes left behind in `folder`; this
+    process's own are copies in progress."""
+    mine = f"{TMP_MARK}{_RUN}-"
+    for entry in os.scandir(folder):
+        name = entry.name
+        if name.startswith(".") and TMP_MARK in name and name.endswith(".tmp") and mine not in name:
             Path(entry.path).unlink(missing_ok=True)
+
+
+class _DirSync:
+    """Group commit of folder fsyncs: a rename is durable once an fsync of its
+    folder that began after the rename has finished, so copies landing in one
+    folder at once share fsyncs instead of queueing one each."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._folders: dict[Path, _FolderSync] = {}
+
+    def sync(self, folder: Path) -> None:
+        with self._lock:
+            state = self._folders.setdefault(folder, _FolderSync())
+        state.sync(folder)
+
+
+class _FolderSync:
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.requested = 0  # tickets handed out, one per rename to make durable
+        self.done = 0  # every ticket up to this one is durable
+        self.running = False
+
+    def sync(self, folder: Path) -> None:
+        with self.cond:
+            self.requested += 1
+            ticket = self.requested
+            while self.done < ticket:
+                if not self.running:
+                    break
+                self.cond.wait()
+            else:
+                return  # an fsync that began after this rename covered it
+            self.running = True
+            covers = self.requested
+        try:
+            _fsync_dir(folder)
+        except BaseException:
+            with self.cond:
+                self.running = False
+                self.cond.notify_all()
+            raise
+        with self.cond:
+            self.running = False
+            self.done = max(self.done, covers)
+            self.cond.notify_all()
+
+
+def _clone(old: Path, new: Path, link: bool) -> str:
+    """`new` holding `old`'s bytes: a hard link if `link` and the file system
+    has them, else a kernel copy. Returns how."""
+    if link:
+        try:
+            os.link(old, new)
+            return "hard-link"
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK, errno.EXDEV):
+                raise
+    how = "copy_file_range"
+    with open(old, "rb") as fin, open(new, "xb") as fout:
+        left = os.fstat(fin.fileno()).st_size
+        try:
+            while left > 0 and (done := os.copy_file_range(fin.fileno(), fout.fileno(), left)):
+                left -= done
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+                raise
+            fin.seek(0)
+            fout.seek(0)
+            fout.truncate()
+            shutil.copyfileobj(fin, fout, 1 << 20)
+            how = "copy"
+        fout.flush()
+        os.fsync(fout.fileno())
+    return how
 
 
 def _preallocate(fd: int, size: int) -> None:

@@ -7,8 +7,9 @@ How a copy is made
     decimal string). A larger file is a multipart upload (s3_multipart.py, which
     also explains why its xxh64 may cost a first read of the source), cut into
     parts by s3_parts.py. Either way the stored object is checked before `put`
-    returns (s3_verify.py), and an interrupted multipart upload is picked up by
-    the next attempt (s3_resume.py).
+    returns (s3_verify.py: a PutObject by the checksum in its own answer, a
+    multipart upload by a HeadObject), and an interrupted multipart upload is
+    picked up by the next attempt (s3_resume.py).
 
 The other modules of this destination
     s3_checksums.py  the checksum setting: request headers, expected answers
@@ -44,6 +45,7 @@ from .base import (
     check_key,
 )
 from .s3_checksums import Checksum
+from .s3_copy import copy_within
 from .s3_errors import Missing, Where, classify, sdk_errors
 from .s3_multipart import MultipartSender
 from .s3_parts import MAX_PART, MIN_PART, MiB, plan_parts
@@ -85,12 +87,14 @@ class S3Config(DestinationConfig):
         "Objects in GLACIER or DEEP_ARCHIVE must be restored before `verify` can read them.",
     )
     part_size: ByteSize = Field(
-        default=64 * MiB,
-        description='One part of a multipart upload, e.g. "64MiB" (5 MiB to 5 GiB), grown so that no file needs more '
-        "than 10,000 parts. Files up to this size go up in one request.",
+        default=16 * MiB,
+        description='One part of a multipart upload, e.g. "16MiB" (5 MiB to 5 GiB), grown so that no file needs more '
+        "than 10,000 parts (beyond 156 GiB at 16 MiB). Files up to this size go up in one request.",
     )
     part_concurrency: int = Field(
-        default=4, ge=1, le=32, description="Parts of one file in flight at once (each held in memory while it is sent)."
+        default=8, ge=1, le=32,
+        description="Parts of one file in flight at once, each in a buffer of part_size: a file being sent holds "
+        "part_concurrency x part_size of memory (128 MiB by default), whatever its size.",
     )
     checksum: Literal["crc32c", "sha256", "md5", "none"] = Field(
         default="crc32c",
@@ -201,11 +205,14 @@ class S3Destination:
 
     async def _put_single(self, src: SourceFile, full: str, meter: Meter) -> Receipt:
         data, digest, xxh64 = await asyncio.to_thread(read_whole, src, self.checksum)
-        await self._api.request(
+        answer = await self._api.request(
             "put_object", f"uploading {src.key}", body=data, sent=meter, Key=full, ContentLength=len(data),
             **self._api.new_object(xxh64, src.mtime_ns), **self.checksum.request_params(digest),
         )
-        evidence = await self._stored.check(src.key, full, src.size, xxh64, [digest], multipart=False)
+        del data  # not held through a fallback check, which may read the object back
+        evidence = self._stored.by_answer(answer, digest)
+        if evidence is None:
+            evidence = await self._stored.check(src.key, full, src.size, xxh64, [digest], multipart=False)
         return Receipt(key=src.key, size=src.size, xxh64=xxh64, bytes_sent=meter.total, evidence=evidence)
 
     async def _done(self, receipt: Receipt, full: str, resume: ResumeState) -> Receipt:
@@ -217,6 +224,15 @@ class S3Destination:
         except TriplicateError as exc:  # the copy is fine; the next put tries again
             self.log.warning("s3_cleanup_failed", object=full, error=str(exc))
         return receipt
+
+    async def copy(self, from_key: str, src: SourceFile) -> Receipt | None:
+        """A copy inside the bucket (s3_copy.py)."""
+        full, full_from = self._full(src.key), self._full(from_key)
+        self._require_open()
+        existing = await self._identical(src, full)
+        if existing is not None:
+            return existing
+        return await copy_within(self._api, full_from, full, src, self.config.part_size)
 
     async def verify(self, key: str, xxh64: str, size: int) -> None:
         full = self._full(key)

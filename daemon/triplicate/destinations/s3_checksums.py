@@ -47,6 +47,10 @@ class Checksum:
             return hashlib.sha256(data).digest()
         return hashlib.md5(data).digest()  # "md5", and "none" to check the ETag with
 
+    def running(self) -> Running:
+        """A digest fed block by block, while each block is still in the CPU cache."""
+        return Running(self.name)
+
     def create_params(self) -> dict[str, str]:
         return {"ChecksumAlgorithm": self.name.upper()} if self.field else {}
 
@@ -78,3 +82,29 @@ class Checksum:
             return head.get(self.field)
         etag = str(head.get("ETag", "")).strip('"')
         return etag if re.fullmatch(r"[0-9a-f]{32}(-\d+)?", etag) else None
+
+
+class Running:
+    """The digest of one request body, fed in blocks; equal to `Checksum.digest`
+    of the blocks joined."""
+
+    def __init__(self, name: str) -> None:
+        self._crc: int | None = None
+        self._hash: Any = None
+        if name == "crc32c":
+            self._crc = 0
+        else:
+            self._hash = hashlib.sha256() if name == "sha256" else hashlib.md5()
+
+    def update(self, block: bytes) -> None:
+        if self._crc is not None:
+            from awscrt.checksums import crc32c
+
+            self._crc = crc32c(block, self._crc)
+        else:
+            self._hash.update(block)
+
+    def digest(self) -> bytes:
+        if self._crc is not None:
+            return struct.pack(">I", self._crc)
+        return bytes(self._hash.digest())

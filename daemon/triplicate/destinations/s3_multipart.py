@@ -2,8 +2,10 @@
 (CreateMultipartUpload, UploadPart with per-part retries,
 CompleteMultipartUpload): aioboto3's `upload_fileobj` aborts the whole upload
 when one part fails, never resumes and does not grow the part size. Up to
-`part_concurrency` parts per file are in flight, each held in memory while it
-is sent: memory is about part_concurrency x part_size per file.
+`part_concurrency` parts per file are in flight, each read into one of
+`part_concurrency` buffers of the part size that are reused from part to part
+and sent without a copy (s3_requests.py): memory is about part_concurrency x
+part_size per file, whatever its size.
 
 The xxh64 metadata of a multipart upload
     S3 takes metadata only when the upload is created, before a byte has been
@@ -36,7 +38,7 @@ from .s3_errors import Missing
 from .s3_parts import PartPlan
 from .s3_requests import Meter
 from .s3_resume import SavedUploads, Upload
-from .s3_source import hash_source, read_part, with_reader
+from .s3_source import fill, hash_source, with_reader
 
 
 class MultipartSender:
@@ -81,12 +83,13 @@ class MultipartSender:
             **self.api.new_object(xxh64, src.mtime_ns), **self.checksum.create_params(),
         )
         upload = Upload(src, full, plan, xxh64, answer["UploadId"])
+        self.saved.started(full, upload.upload_id)
         resume.save(upload.state(self.checksum.name))  # before any part: a kill now leaves no unknown upload
         return upload
 
     async def _send_parts(self, upload: Upload, resume: ResumeState, meter: Meter) -> None:
         hashed = dataclasses.replace(upload.src, xxh64=upload.xxh64)  # the read must hash to the metadata
-        pool = _PartPool(self.part_concurrency)
+        pool = _PartPool(self.part_concurrency, upload.plan.part_size)
         with SourceReader(hashed) as reader:
             try:
                 for number in range(1, upload.plan.count + 1):
@@ -94,16 +97,18 @@ class MultipartSender:
                     if number in upload.parts:  # already at the server: hash it, don't send it
                         await with_reader(reader.skip_to, offset + length)
                         continue
-                    await pool.reserve()
-                    data, digest = await with_reader(read_part, reader, length, self.checksum)
-                    pool.start(self._send_part(upload, number, data, digest, resume, meter))
+                    buffer = await pool.reserve()
+                    view = memoryview(buffer)[:length]
+                    digest = await with_reader(fill, reader, view, self.checksum)
+                    pool.start(self._send_part(upload, number, view, digest, resume, meter), buffer)
                 await pool.drain()
             finally:
                 await pool.cancel()
             await with_reader(reader.finish)
+        self.api.log.info("s3_parts_sent", key=upload.src.key, buffers=pool.made, buffer_size=upload.plan.part_size)
 
     async def _send_part(
-        self, upload: Upload, number: int, data: bytes, digest: bytes, resume: ResumeState, meter: Meter
+        self, upload: Upload, number: int, data: memoryview, digest: bytes, resume: ResumeState, meter: Meter
     ) -> None:
         what = f"uploading part {number}/{upload.plan.count} of {upload.src.key}"
         try:
@@ -130,24 +135,40 @@ class MultipartSender:
             )
         except Missing:
             pass  # an earlier try completed it but its answer was lost; the check below decides
+        self.saved.ended(upload.full, upload.upload_id)
 
 
 class _PartPool:
-    """Part uploads in flight: at most `limit` at once (each holds its bytes),
-    and the first failure stops the rest."""
+    """Part uploads in flight: at most `limit` at once, and the first failure
+    stops the rest. Each holds one buffer of the part size while it is read and
+    sent; a finished upload hands its buffer to the next part, so a file costs
+    at most `limit` buffers however many parts it has."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, part_size: int) -> None:
         self.slots = asyncio.Semaphore(limit)
         self.tasks: set[asyncio.Task[None]] = set()
+        self.part_size = part_size
+        self.free: list[bytearray] = []
+        self.made = 0  # buffers allocated, at most `limit`
 
-    async def reserve(self) -> None:
+    async def reserve(self) -> bytearray:
+        """A free buffer, once a slot is free."""
         await self.slots.acquire()
         self.raise_failure()
+        if self.free:
+            return self.free.pop()
+        self.made += 1
+        return bytearray(self.part_size)
 
-    def start(self, coro: Any) -> None:
+    def start(self, coro: Any, buffer: bytearray) -> None:
         task = asyncio.ensure_future(coro)
         self.tasks.add(task)
-        task.add_done_callback(lambda _: self.slots.release())
+
+        def done(_: Any) -> None:  # the request is over: nothing reads the buffer now
+            self.free.append(buffer)
+            self.slots.release()
+
+        task.add_done_callback(done)
 
     def raise_failure(self) -> None:
         for task in self.tasks:

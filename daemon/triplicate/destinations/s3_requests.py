@@ -9,8 +9,10 @@ longer backoff.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -66,7 +68,7 @@ class S3Api:
             await stack.aclose()
 
     async def request(
-        self, operation: str, what: str, *, body: bytes | None = None,
+        self, operation: str, what: str, *, body: bytes | bytearray | memoryview | None = None,
         sent: Callable[[int], None] | None = None, **params: Any,
     ) -> dict[str, Any]:
         """One request on the bucket, retried a few times on transient errors; SDK
@@ -156,27 +158,59 @@ class _Position:
 # ---- request bodies that report progress -----------------------------------------
 
 
-class _Body(io.BytesIO):
-    """One request's body. Bytes count as sent when the HTTP layer reads them
-    to write them to the socket; botocore reads the body before that (payload
-    signing), so counting starts only when the before-send hook arms it."""
+class _Body(io.IOBase):
+    """One request's body: a read-only view of the caller's buffer, which is
+    never copied whole. (An io.BytesIO would be: aiohttp asks it for a writable
+    buffer, and BytesIO unshares its bytes to give one: a second copy of every
+    part.) aiohttp reads it in chunks in worker threads.
 
-    def __init__(self, data: bytes, sent: Callable[[int], None]) -> None:
-        super().__init__(data)  # shares `data` (bytes) without copying
-        self.armed = False
+    Bytes count as sent when the HTTP layer reads them to write them to the
+    socket; botocore reads the body before that (payload signing), so counting
+    starts only when the before-send hook arms it, on the event loop. A count
+    made in a worker thread is handed to the loop, so `sent` runs there only."""
+
+    def __init__(self, data: bytes | bytearray | memoryview, sent: Callable[[int], None]) -> None:
+        super().__init__()
+        self.view = memoryview(data).cast("B")
+        self.position = 0
         self._sent = sent
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
+
+    def arm(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: len(self.view)}[whence]
+        self.position = max(0, base + offset)
+        return self.position
 
     def read(self, size: int | None = -1) -> bytes:
-        chunk = super().read(size)
-        if self.armed and chunk:
-            self._sent(len(chunk))
+        end = len(self.view) if size is None or size < 0 else min(len(self.view), self.position + size)
+        chunk = bytes(self.view[self.position:end])  # one chunk copied, never the whole body
+        self.position = max(self.position, end)
+        if chunk and self._loop is not None:
+            if threading.get_ident() == self._loop_thread:
+                self._sent(len(chunk))
+            else:
+                self._loop.call_soon_threadsafe(self._sent, len(chunk))
         return chunk
 
 
 def _arm_body(request: Any, **_: Any) -> None:
     body = getattr(request, "body", None)
     if isinstance(body, _Body):
-        body.armed = True
+        body.arm()
 
 
 @dataclass

@@ -14,10 +14,20 @@ CompleteMultipartUpload and the check resumes by checking the completed
 object against the saved part checksums. Uploads of a key that never gets
 another attempt stay open: a bucket lifecycle rule
 AbortIncompleteMultipartUpload (e.g. 7 days) removes them.
+
+Which uploads are open is learnt once per run, not per copy: the open
+uploads under the prefix are listed when the first copy is verified (those
+a killed process left, a superseded version's), and the uploads this
+process starts are added as it starts them and removed as they complete or
+are aborted. So a verified copy costs a ListMultipartUploads only once, and
+only a key with a known open upload costs an AbortMultipartUpload; what the
+listing is for (no orphan uploads after a crash or a superseded version) is
+kept, since an upload is either older than the listing or started since.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 from dataclasses import dataclass, field
@@ -78,6 +88,9 @@ class SavedUploads:
         self.api = api
         self.stored = stored
         self.checksum = stored.checksum.name
+        self._open: dict[str, set[str]] = {}  # key -> ids of uploads open at the service (module docstring)
+        self._listed = False
+        self._listing = asyncio.Lock()
 
     async def load(self, resume: ResumeState, src: SourceFile, full: str, plan: PartPlan) -> Upload | None:
         """The upload a previous attempt left, if it still fits and still exists."""
@@ -125,6 +138,7 @@ class SavedUploads:
         head = await self.api.head(upload.full)
         if head is None or head.get("Metadata", {}).get("xxh64") != upload.xxh64:
             return None
+        self.ended(upload.full, upload.upload_id)
         key, size = upload.src.key, upload.src.size
         try:
             evidence = await self.stored.check(key, upload.full, size, upload.xxh64, upload.digests(), multipart=True)
@@ -143,15 +157,41 @@ class SavedUploads:
         await self._abort(upload.full, upload.upload_id, why)
         resume.clear()
 
+    def started(self, full: str, upload_id: str) -> None:
+        self._open.setdefault(full, set()).add(upload_id)
+
+    def ended(self, full: str, upload_id: str) -> None:
+        """Completed or aborted: no longer one to abort."""
+        ids = self._open.get(full)
+        if ids is not None:
+            ids.discard(upload_id)
+            if not ids:
+                del self._open[full]
+
     async def abort_others(self, full: str) -> None:
         """Open uploads of this exact key, once its copy is verified."""
-        answer = await self.api.request("list_multipart_uploads", f"listing open uploads of {full}", Prefix=full)
-        for item in answer.get("Uploads", []):
-            if item.get("Key") == full:
-                await self._abort(full, item["UploadId"], "left by an earlier attempt")
+        await self._list_once()
+        for upload_id in sorted(self._open.get(full, ())):
+            await self._abort(full, upload_id, "left by an earlier attempt")
+
+    async def _list_once(self) -> None:
+        """Learn the open uploads under the prefix, the first time it succeeds."""
+        async with self._listing:
+            if self._listed:
+                return
+            params: dict[str, Any] = {"Prefix": self.api.config.prefix}
+            while True:
+                page = await self.api.request("list_multipart_uploads", "listing open uploads", **params)
+                for item in page.get("Uploads", []):
+                    self.started(item["Key"], item["UploadId"])
+                if not page.get("IsTruncated"):
+                    break
+                params.update(KeyMarker=page["NextKeyMarker"], UploadIdMarker=page["NextUploadIdMarker"])
+            self._listed = True
 
     async def _abort(self, full: str, upload_id: str, why: str) -> None:
         with contextlib.suppress(Missing):
             await self.api.request("abort_multipart_upload", f"aborting an upload of {full}", Key=full,
                                    UploadId=upload_id)
+        self.ended(full, upload_id)
         self.api.log.info("s3_upload_aborted", object=full, reason=why)

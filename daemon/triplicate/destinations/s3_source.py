@@ -18,39 +18,41 @@ from ..source import SourceReader
 from .base import SourceFile
 from .s3_checksums import Checksum
 
-READ_CHUNK = 8 * 1024**2
+READ_CHUNK = 8 * 1024**2  # a streamed read-back's chunk
+FILL_BLOCK = 1024**2  # a block copied into a part's buffer: hashed while still in the CPU cache
 
 
-def read_exactly(reader: SourceReader, length: int) -> bytes:
-    """The next `length` bytes of the source (hashed by the reader)."""
-    chunks, got = [], 0
+def fill(reader: SourceReader, view: memoryview, checksum: Checksum) -> bytes:
+    """Fill `view` with the next bytes of the source (hashed by the reader) and
+    return their checksum digest. The bytes are copied block by block into a
+    buffer the caller owns (and reuses), so a part costs its own size once, not
+    its blocks plus their join."""
+    digest = checksum.running()
+    got, length = 0, len(view)
     while got < length:
-        reader.block_size = min(READ_CHUNK, length - got)  # never read past the part
+        reader.block_size = min(FILL_BLOCK, length - got)  # never read past the part
         block = reader.read_block()
         if not block:
             raise SourceChanged(f"source file shrank while it was read: {reader.src.path}")
-        chunks.append(block)
+        view[got:got + len(block)] = block
+        digest.update(block)
         got += len(block)
-    reader.block_size = READ_CHUNK
-    return b"".join(chunks)
+    reader.block_size = FILL_BLOCK  # whole blocks again for a skip_to over parts already sent
+    return digest.digest()
 
 
-def read_whole(src: SourceFile, checksum: Checksum) -> tuple[bytes, bytes, str]:
+def read_whole(src: SourceFile, checksum: Checksum) -> tuple[bytearray, bytes, str]:
     """(bytes, checksum digest, xxh64) of a file small enough for one request."""
+    data = bytearray(src.size)
     with SourceReader(src) as reader:
-        data = read_exactly(reader, src.size)
-        return data, checksum.digest(data), reader.finish()
-
-
-def read_part(reader: SourceReader, length: int, checksum: Checksum) -> tuple[bytes, bytes]:
-    """(bytes, checksum digest) of the next part."""
-    data = read_exactly(reader, length)
-    return data, checksum.digest(data)
+        digest = fill(reader, memoryview(data), checksum)
+        return data, digest, reader.finish()
 
 
 def hash_source(src: SourceFile) -> str:
     """The xxh64 of the whole file, for the metadata of a multipart upload."""
-    with SourceReader(dataclasses.replace(src, limiter=None)) as reader:  # hashing only: nothing is sent
+    # hashing only: nothing is sent, and a reader racing ahead would only hold back the copies it shared with
+    with SourceReader(dataclasses.replace(src, limiter=None), share=False) as reader:
         while reader.read_block():
             pass
         return reader.finish()

@@ -1,6 +1,18 @@
 """Checking what S3 stored, before `put` returns.
 
-HeadObject (ChecksumMode=ENABLED for crc32c/sha256) must show the size, the
+A single PutObject is checked by its own answer: the service returns the
+checksum of the body it received and stored (x-amz-checksum-crc32c / -sha256,
+or with "md5" / "none" the ETag, the MD5 of the body). That value is compared
+with the digest computed here from the very bytes read from the source, the
+same bytes the xxh64 was computed from, so it proves the stored bytes are the
+source's, exactly as the same value read by a HeadObject would; the object's
+size and metadata are those of the request the service accepted, as a whole.
+It relies, as the HeadObject check does, on the service computing that value
+from what it received (AWS and SeaweedFS refuse a body that does not match
+the header, with BadDigest). An answer without such a value, or with one that
+disagrees, falls back to the check below. This saves one request per file.
+
+After a multipart upload (and when the answer settles nothing), HeadObject (ChecksumMode=ENABLED for crc32c/sha256) must show the size, the
 `xxh64` metadata equal to what `SourceReader.finish` returned, and the
 service's checksum equal to the one computed here from the bytes sent (see
 s3_checksums.py for the whole-object and composite values, and the ETag with
@@ -12,6 +24,8 @@ VerificationFailed. A verification is never skipped.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import xxhash
 
@@ -33,6 +47,15 @@ class StoredCheck:
     def __init__(self, api: S3Api, checksum: Checksum) -> None:
         self.api = api
         self.checksum = checksum
+
+    def by_answer(self, answer: dict[str, Any], digest: bytes) -> dict[str, str] | None:
+        """Evidence from a PutObject's answer that the body stored is the one
+        whose `digest` was sent; None when the answer does not settle it."""
+        found = self.checksum.answer(answer)
+        if found is None or found not in self.checksum.expected([digest], multipart=False):
+            return None
+        method = "service-checksum" if self.checksum.field else "etag-md5"
+        return {"checksum": self.checksum.name, "service": found, "verified_by": method}
 
     async def check(
         self, key: str, full: str, size: int, xxh64: str, digests: list[bytes], multipart: bool

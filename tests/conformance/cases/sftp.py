@@ -44,6 +44,14 @@ def unauthorized_key(tmp: Path, passphrase: str | None = None) -> Path:
     return path
 
 
+# "sftp": every copy is checked by xxhsum on the server (the test sshd runs
+# commands), even the small ones; "sftp-readback": every copy is read back.
+VERIFY = {
+    "sftp": dict(verify="remote-hash", remote_hash_min_size=0),
+    "sftp-readback": dict(verify="read-back"),
+}
+
+
 async def make(ctx: Context) -> Case:
     sshd = ctx.request.getfixturevalue("sshd")
     root = fresh_folder(sshd)
@@ -51,7 +59,7 @@ async def make(ctx: Context) -> Case:
     probes = FolderProbes(root)
 
     return Case(
-        dest=SftpDestination(config(sshd, str(root))),
+        dest=SftpDestination(config(sshd, str(root), **VERIFY[ctx.variant])),
         read=probes.read,
         corrupt=probes.corrupt,
         missing_target=lambda: SftpDestination(config(sshd, str(root / "never-created"))),

@@ -1,0 +1,141 @@
+"""What one S3 put costs, counted on the real servers with a botocore event
+hook: requests per small file, buffers per multipart upload, and the open
+uploads learnt once per run (still none left behind)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import xxhash
+from aiohttp import web
+
+from tests.conformance.cases.s3 import PART, MemoryResume, S3Proxy, client, config, fresh_bucket, key_env
+from triplicate.destinations.base import NoResume, SourceFile
+from triplicate.destinations.s3 import S3Destination
+from triplicate.errors import PermanentError
+
+pytestmark = pytest.mark.servers
+
+
+@pytest.fixture(params=["seaweed", "moto"])
+def server(request: pytest.FixtureRequest) -> Any:
+    return request.getfixturevalue(request.param)
+
+
+@pytest.fixture
+def bucket(server: Any, request: pytest.FixtureRequest) -> str:
+    return fresh_bucket(server, request)
+
+
+class Calls:
+    """The operations a destination's client makes, and the request bodies."""
+
+    def __init__(self, dest: S3Destination) -> None:
+        self.names: list[str] = []
+        self.bodies: list[Any] = []
+        dest._api.client.meta.events.register("before-call.s3", self._seen)
+
+    def _seen(self, model: Any, params: dict[str, Any], **_: Any) -> None:
+        self.names.append(model.name)
+        if model.name == "UploadPart":
+            self.bodies.append(params["body"])
+
+    def take(self) -> list[str]:
+        names, self.names = self.names, []
+        return names
+
+
+async def opened(server: Any, bucket: str, monkeypatch: Any, endpoint: str | None = None, **extra: Any) -> S3Destination:
+    dest = S3Destination(config(server, bucket, key_env(server, monkeypatch),
+                                endpoint_url=endpoint or server.endpoint_url, **extra))
+    await dest.open()
+    return dest
+
+
+def source(tmp_path: Path, key: str, data: bytes, known: bool = False) -> SourceFile:
+    path = tmp_path / key.replace("/", "_")
+    path.write_bytes(data)
+    st = path.stat()
+    return SourceFile(path, key, len(data), st.st_mtime_ns, xxhash.xxh64_hexdigest(data) if known else None)
+
+
+def open_uploads(server: Any, bucket: str) -> list[tuple[str, str]]:
+    found = client(server).list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    return sorted((u["Key"], u["UploadId"]) for u in found)
+
+
+async def test_a_new_small_file_costs_one_request_or_two_with_a_known_hash(server, bucket, monkeypatch, tmp_path) -> None:
+    dest = await opened(server, bucket, monkeypatch)
+    calls = Calls(dest)
+    try:
+        await dest.put(source(tmp_path, "A001/first.mov", os.urandom(2000)), NoResume())
+        assert calls.take() == ["PutObject", "ListMultipartUploads"]  # open uploads are learnt once per run
+        receipt = await dest.put(source(tmp_path, "A001/second.mov", os.urandom(3000)), NoResume())
+        assert calls.take() == ["PutObject"] and receipt.evidence["verified_by"] == "service-checksum"
+        data = os.urandom(4000)
+        await dest.put(source(tmp_path, "A001/third.mov", data, known=True), NoResume())
+        assert calls.take() == ["HeadObject", "PutObject"]  # a copy might be there already: look first
+        again = await dest.put(source(tmp_path, "A001/third.mov", data, known=True), NoResume())
+        assert again.skipped and calls.take() == ["HeadObject"]
+    finally:
+        await dest.close()
+    assert client(server).get_object(Bucket=bucket, Key="A001/third.mov")["Body"].read() == data
+
+
+async def test_parts_in_flight_reuse_their_buffers(server, bucket, monkeypatch, tmp_path) -> None:
+    dest = await opened(server, bucket, monkeypatch, part_concurrency=2)
+    calls = Calls(dest)
+    data = os.urandom(6 * PART + 999)
+    try:
+        receipt = await dest.put(source(tmp_path, "A001/seven.mov", data), NoResume())
+    finally:
+        await dest.close()
+    buffers: list[bytearray] = []
+    for body in calls.bodies:
+        if not any(body.view.obj is b for b in buffers):
+            buffers.append(body.view.obj)
+    assert len(calls.bodies) == 7 and len(buffers) == 2  # seven parts through two buffers
+    assert all(isinstance(b, bytearray) and len(b) == PART for b in buffers)
+    assert receipt.bytes_sent == len(data)
+    assert client(server).get_object(Bucket=bucket, Key="A001/seven.mov")["Body"].read() == data
+
+
+def refuse_part(number: int) -> Any:
+    async def intercept(request: Any) -> Any:
+        if request.method == "PUT" and request.query.get("partNumber") == str(number):
+            await request.read()
+            body = b"<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>"
+            return web.Response(status=403, body=body, content_type="application/xml")
+        return None
+
+    return intercept
+
+
+async def test_uploads_left_behind_are_aborted_without_listing_each_time(server, bucket, monkeypatch, tmp_path) -> None:
+    """One left by an earlier run (found by the one listing), one started in this
+    run for a version that was then replaced (known without listing again)."""
+    s3 = client(server)
+    earlier = s3.create_multipart_upload(Bucket=bucket, Key="A001/old-run.mov")["UploadId"]
+    unrelated = s3.create_multipart_upload(Bucket=bucket, Key="A001/other.mov")["UploadId"]
+    async with S3Proxy(server.endpoint_url, intercept=refuse_part(3)) as proxy:
+        dest = await opened(server, bucket, monkeypatch, endpoint=proxy.endpoint_url)
+        calls = Calls(dest)
+        try:
+            await dest.put(source(tmp_path, "A001/old-run.mov", os.urandom(100)), NoResume())
+            assert calls.take() == ["PutObject", "ListMultipartUploads", "AbortMultipartUpload"]
+
+            resume = MemoryResume()
+            with pytest.raises(PermanentError):
+                await dest.put(source(tmp_path, "A001/replaced.mov", os.urandom(3 * PART)), resume)
+            started = resume.load()["upload_id"]  # type: ignore[index]
+            calls.take()
+            await dest.put(source(tmp_path, "A001/replaced.mov", os.urandom(500)), NoResume())  # its next version
+            assert calls.take() == ["PutObject", "AbortMultipartUpload"]
+        finally:
+            await dest.close()
+    left = open_uploads(server, bucket)
+    assert left == [("A001/other.mov", unrelated)]  # a key not copied keeps its upload (lifecycle rules)
+    assert earlier not in {u for _, u in left} and started not in {u for _, u in left}
