@@ -52,17 +52,20 @@ def _load(args: argparse.Namespace) -> Config:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from .journal import IntegrityCheck
+
+    config = _load(args)
+    check = IntegrityCheck.begin(config.daemon.journal_path())  # reads the whole journal while the daemon loads
     from .daemon import preflight, run_daemon
     from .logs import configure
 
-    config = _load(args)
     configure(config.daemon.log_format, config.daemon.log_level)
     problems = preflight(config)
     if problems:
         _fail(problems)
     import asyncio  # here: `hash` and the other quick commands start faster without it
 
-    return asyncio.run(run_daemon(config, once=args.once))
+    return asyncio.run(run_daemon(config, once=args.once, check=check))
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -20,7 +20,8 @@ from .config import Config, WatchConfig
 from .destinations import registry
 from .destinations.base import Destination
 from .http_api import token_problem
-from .journal import CopyJob, Journal, SeenFile
+from .journal import CopyJob, IntegrityCheck, Journal, SeenFile
+from .known import KnownVersions
 from .logs import log_loop_errors
 from .manifests import ManifestWriter
 from .operations import Operations
@@ -56,9 +57,10 @@ def preflight(config: Config) -> list[str]:
 
 
 class Daemon:
-    def __init__(self, config: Config, once: bool = False) -> None:
+    def __init__(self, config: Config, once: bool = False, check: IntegrityCheck | None = None) -> None:
         self.config = config
         self.once = once
+        self.check = check  # the journal's integrity check, begun before the daemon was loaded
         self.journal = Journal(config.daemon.journal_path())
         self.destinations = {d.name: registry.create(d) for d in config.destination}
         self.manifests = ManifestWriter(self.journal, self.destinations)
@@ -82,7 +84,7 @@ class Daemon:
         return runner
 
     def _watcher(self, watch: WatchConfig) -> WatchFolder:
-        known = self.journal.known_versions(str(watch.path))
+        known = KnownVersions(self.journal.path, str(watch.path))  # read per offload as the scan reaches it
         return WatchFolder(watch, known, lambda batch: self._on_ready(watch, batch), journal=self.journal)
 
     # ---- callbacks -----------------------------------------------------------
@@ -150,7 +152,7 @@ class Daemon:
             loop.add_signal_handler(signal.SIGHUP, self.ops.request_reload)
             loop.add_signal_handler(signal.SIGUSR1, self.retry_now)
             pidfile.write(self.journal.path)
-        recovered = self.journal.recover()
+        recovered = self.journal.recover(self.check)
         if self.once:
             self.journal.make_due_now()
         log.info("daemon_started", journal=str(self.journal.path), resumed_copies=recovered,
@@ -246,8 +248,8 @@ class Daemon:
         self.journal.close()
 
 
-async def run_daemon(config: Config, once: bool) -> int:
-    daemon = Daemon(config, once)
+async def run_daemon(config: Config, once: bool, check: IntegrityCheck | None = None) -> int:
+    daemon = Daemon(config, once, check)
     try:
         return await daemon.run()
     finally:

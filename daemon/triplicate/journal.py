@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,6 +91,8 @@ CREATE TABLE IF NOT EXISTS copies (
     UNIQUE (file_id, destination)
 );
 CREATE INDEX IF NOT EXISTS copies_due ON copies (destination, state, next_attempt_at);
+-- recover(): the rows a stop left in flight, found without reading every copy
+CREATE INDEX IF NOT EXISTS copies_transferring ON copies (id) WHERE state = 'transferring';
 CREATE TABLE IF NOT EXISTS destinations (
     name TEXT PRIMARY KEY,
     state TEXT NOT NULL,
@@ -113,6 +116,61 @@ CREATE TABLE IF NOT EXISTS milestones (
     at REAL NOT NULL,
     PRIMARY KEY (offload_id, kind)
 );
+-- milestones.py: per offload, its current files and how many of them each destination holds verified,
+-- so a look costs O(destinations) however large the offload. Kept by triggers in the transaction of
+-- every write to `files` or `copies`; journals from before them are counted once when opened.
+CREATE TABLE IF NOT EXISTS offload_files (
+    offload_id INTEGER PRIMARY KEY,
+    files INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS offload_verified (
+    offload_id INTEGER NOT NULL,
+    destination TEXT NOT NULL,
+    files INTEGER NOT NULL,
+    PRIMARY KEY (offload_id, destination)
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS offload_files_insert AFTER INSERT ON files WHEN new.current = 1
+BEGIN
+    INSERT INTO offload_files (offload_id, files) VALUES (new.offload_id, 1)
+        ON CONFLICT (offload_id) DO UPDATE SET files = files + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS offload_files_update AFTER UPDATE OF offload_id, current ON files
+    WHEN old.current IS NOT new.current OR old.offload_id IS NOT new.offload_id
+BEGIN
+    UPDATE offload_files SET files = files - 1 WHERE offload_id = old.offload_id AND old.current = 1;
+    INSERT INTO offload_files (offload_id, files) SELECT new.offload_id, 1 WHERE new.current = 1
+        ON CONFLICT (offload_id) DO UPDATE SET files = files + 1;
+    UPDATE offload_verified SET files = files - 1 WHERE offload_id = old.offload_id AND old.current = 1
+        AND destination IN (SELECT destination FROM copies WHERE file_id = old.id AND state = 'verified');
+    INSERT INTO offload_verified (offload_id, destination, files)
+        SELECT new.offload_id, destination, 1 FROM copies WHERE file_id = new.id AND state = 'verified' AND new.current = 1
+        ON CONFLICT (offload_id, destination) DO UPDATE SET files = files + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS offload_files_delete AFTER DELETE ON files WHEN old.current = 1
+BEGIN
+    UPDATE offload_files SET files = files - 1 WHERE offload_id = old.offload_id;
+END;
+CREATE TRIGGER IF NOT EXISTS offload_verified_insert AFTER INSERT ON copies WHEN new.state = 'verified'
+BEGIN
+    INSERT INTO offload_verified (offload_id, destination, files)
+        SELECT offload_id, new.destination, 1 FROM files WHERE id = new.file_id AND current = 1
+        ON CONFLICT (offload_id, destination) DO UPDATE SET files = files + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS offload_verified_update AFTER UPDATE OF state, file_id, destination ON copies
+    WHEN (old.state = 'verified' OR new.state = 'verified')
+        AND (old.state IS NOT new.state OR old.file_id IS NOT new.file_id OR old.destination IS NOT new.destination)
+BEGIN
+    UPDATE offload_verified SET files = files - 1 WHERE old.state = 'verified' AND destination = old.destination
+        AND offload_id = (SELECT offload_id FROM files WHERE id = old.file_id AND current = 1);
+    INSERT INTO offload_verified (offload_id, destination, files)
+        SELECT offload_id, new.destination, 1 FROM files WHERE id = new.file_id AND current = 1 AND new.state = 'verified'
+        ON CONFLICT (offload_id, destination) DO UPDATE SET files = files + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS offload_verified_delete AFTER DELETE ON copies WHEN old.state = 'verified'
+BEGIN
+    UPDATE offload_verified SET files = files - 1 WHERE destination = old.destination
+        AND offload_id = (SELECT offload_id FROM files WHERE id = old.file_id AND current = 1);
+END;
 -- offload_checks.py: readiness of offloads held back by their rule (ASC MHL, marker)
 CREATE TABLE IF NOT EXISTS offload_readiness (
     offload_id INTEGER PRIMARY KEY REFERENCES offloads(id),
@@ -135,7 +193,85 @@ CREATE TABLE IF NOT EXISTS source_problems (
     accepted_at REAL,
     released_at REAL,
     PRIMARY KEY (offload_id, relpath)
+);-- milestones.py: a stamp per offload that moves with every write a look reads (its files and their
+-- hashes, which copies are verified, ASC MHL generations, readiness), so that a look which left nothing
+-- to do is not taken again until one of them changed
+CREATE TABLE IF NOT EXISTS offload_changes (
+    offload_id INTEGER PRIMARY KEY,
+    changes INTEGER NOT NULL
 );
+CREATE TRIGGER IF NOT EXISTS offload_changes_file_insert AFTER INSERT ON files
+BEGIN
+    INSERT INTO offload_changes (offload_id, changes) VALUES (new.offload_id, 1)
+        ON CONFLICT (offload_id) DO UPDATE SET changes = changes + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS offload_changes_file_update AFTER UPDATE OF offload_id, relpath, current, xxh64 ON files
+    WHEN old.offload_id IS NOT new.offload_id OR old.relpath IS NOT new.relpath OR old.current IS NOT new.current
+        OR old.xxh64 IS NOT new.xxh64
+BEGIN
+    INSERT INTO offload_changes (offload_id, changes) VALUES (old.offload_id, 1)
+        ON CONFLICT (offload_id) DO UPDATE SET changes = changes + 1;
+    INSERT INTO offload_changes (offload_id, changes) VALUES (new.offload_id, 1)
+        ON CONFLICT (offload_id) DO UPDATE SET changes = changes + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS offload_changes_copy_insert AFTER INSERT ON copies
+BEGIN
+    INSERT INTO offload_changes (offload_id, changes) SELECT offload_id, 1 FROM files WHERE id = new.file_id
+        ON CONFLICT (offload_id) DO UPDATE SET changes = changes + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS offload_changes_copy_update AFTER UPDATE OF state, file_id, destination ON copies
+    WHEN (old.state = 'verified') IS NOT (new.state = 'verified') OR old.file_id IS NOT new.file_id
+        OR old.destination IS NOT new.destination
+BEGIN
+    INSERT INTO offload_changes (offload_id, changes) SELECT offload_id, 1 FROM files WHERE id = old.file_id
+        ON CONFLICT (offload_id) DO UPDATE SET changes = changes + 1;
+    INSERT INTO offload_changes (offload_id, changes) SELECT offload_id, 1 FROM files WHERE id = new.file_id
+        ON CONFLICT (offload_id) DO UPDATE SET changes = changes + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS offload_changes_copy_delete AFTER DELETE ON copies
+BEGIN
+    INSERT INTO offload_changes (offload_id, changes) SELECT offload_id, 1 FROM files WHERE id = old.file_id
+        ON CONFLICT (offload_id) DO UPDATE SET changes = changes + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS offload_changes_generation AFTER INSERT ON generations
+BEGIN
+    INSERT INTO offload_changes (offload_id, changes) VALUES (new.offload_id, 1)
+        ON CONFLICT (offload_id) DO UPDATE SET changes = changes + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS offload_changes_readiness_insert AFTER INSERT ON offload_readiness
+BEGIN
+    INSERT INTO offload_changes (offload_id, changes) VALUES (new.offload_id, 1)
+        ON CONFLICT (offload_id) DO UPDATE SET changes = changes + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS offload_changes_readiness_update AFTER UPDATE ON offload_readiness
+BEGIN
+    INSERT INTO offload_changes (offload_id, changes) VALUES (old.offload_id, 1)
+        ON CONFLICT (offload_id) DO UPDATE SET changes = changes + 1;
+    INSERT INTO offload_changes (offload_id, changes) VALUES (new.offload_id, 1)
+        ON CONFLICT (offload_id) DO UPDATE SET changes = changes + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS offload_changes_readiness_delete AFTER DELETE ON offload_readiness
+BEGIN
+    INSERT INTO offload_changes (offload_id, changes) VALUES (old.offload_id, 1)
+        ON CONFLICT (offload_id) DO UPDATE SET changes = changes + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS offload_changes_problem_insert AFTER INSERT ON source_problems
+BEGIN
+    INSERT INTO offload_changes (offload_id, changes) VALUES (new.offload_id, 1)
+        ON CONFLICT (offload_id) DO UPDATE SET changes = changes + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS offload_changes_problem_update AFTER UPDATE ON source_problems
+BEGIN
+    INSERT INTO offload_changes (offload_id, changes) VALUES (old.offload_id, 1)
+        ON CONFLICT (offload_id) DO UPDATE SET changes = changes + 1;
+    INSERT INTO offload_changes (offload_id, changes) VALUES (new.offload_id, 1)
+        ON CONFLICT (offload_id) DO UPDATE SET changes = changes + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS offload_changes_problem_delete AFTER DELETE ON source_problems
+BEGIN
+    INSERT INTO offload_changes (offload_id, changes) VALUES (old.offload_id, 1)
+        ON CONFLICT (offload_id) DO UPDATE SET changes = changes + 1;
+END;
 """
 
 
@@ -184,6 +320,55 @@ class CopyJob:
         return Path(self.watch) / self.disk_path
 
 
+QUICK_CHECK = "PRAGMA quick_check(3)"
+
+
+class IntegrityCheck:
+    """The journal's integrity check, begun before the daemon has loaded.
+
+    quick_check reads the whole file: 1.4-3.4 s for 240 MiB, the largest part
+    of a start with a big journal. SQLite lets other threads run while it
+    reads, so it runs on a connection of its own in a thread while the rest
+    of the daemon is imported and built; `Journal.recover` takes its verdict
+    before the first write. A check that cannot run here (no journal yet, no
+    access) leaves the verdict to recover, which says why in its own words."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._found: list[str] | None = None
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def begin(cls, path: Path) -> IntegrityCheck:
+        check = cls(path)
+        try:
+            usable = path.stat().st_size > 0
+        except OSError:
+            usable = False
+        if usable:
+            check._thread = threading.Thread(target=check._run, name="journal-check", daemon=True)
+            check._thread.start()
+        return check
+
+    def _run(self) -> None:
+        try:
+            db = sqlite3.connect(self.path)
+            try:
+                db.execute("PRAGMA busy_timeout = 10000")
+                self._found = [r[0] for r in db.execute(QUICK_CHECK)]
+            finally:
+                db.close()
+        except (sqlite3.Error, OSError):
+            self._found = None  # recover() runs the check itself and words the problem
+
+    def verdict(self) -> list[str] | None:
+        """quick_check's lines ("ok" alone when intact), or None when it could not run."""
+        if self._thread is None:
+            return None
+        self._thread.join()
+        return self._found
+
+
 class Journal:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -207,9 +392,12 @@ class Journal:
                 raise JournalError(
                     f"journal {path} was written by a newer triplicate (schema {version}); upgrade triplicate"
                 )
+            counted = _has_table(db, "offload_verified")
             if 0 < version < SCHEMA_VERSION:
                 _migrate(db, version)
             db.executescript(SCHEMA)
+            if not counted:
+                _count_offloads(db)
             if version != SCHEMA_VERSION:  # only then: opening never writes to a journal that is in order
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except sqlite3.DatabaseError as exc:
@@ -229,10 +417,12 @@ class Journal:
 
     # ---- start-up --------------------------------------------------------
 
-    def recover(self) -> int:
-        """Check the file, then rows a previous process left `transferring`
-        go back to `pending`."""
-        found = [r[0] for r in self.db.execute("PRAGMA quick_check(3)")]
+    def recover(self, check: IntegrityCheck | None = None) -> int:
+        """Check the file (or take the verdict of a check begun earlier), then
+        rows a previous process left `transferring` go back to `pending`."""
+        found = check.verdict() if check is not None else None
+        if found is None:
+            found = [r[0] for r in self.db.execute(QUICK_CHECK)]
         if found != ["ok"]:
             raise JournalError(damaged(self.path, " ".join(" ".join(found).split())[:300]))
         with self._tx():
@@ -240,16 +430,6 @@ class Journal:
                 "UPDATE copies SET state = 'pending', updated_at = ? WHERE state = 'transferring'", (time.time(),)
             )
         return cur.rowcount
-
-    def known_versions(self, watch: str) -> dict[str, tuple[int, int]]:
-        """relpath -> (size, mtime_ns) of every current version under `watch`,
-        so a rescan can skip unchanged files without hashing them."""
-        rows = self.db.execute(
-            "SELECT f.relpath, f.size, f.mtime_ns FROM files f JOIN offloads o ON o.id = f.offload_id "
-            "WHERE o.watch = ? AND f.current = 1",
-            (watch,),
-        )
-        return {r[0]: (r[1], r[2]) for r in rows}
 
     def known_ctimes(self, watch: str) -> dict[str, int]:
         """relpath -> ctime_ns of current versions that recorded one (a journal
@@ -511,6 +691,20 @@ class Journal:
             (destination, offload_id),
         ))
 
+    def verified_counts(self, offload_id: int) -> tuple[int, dict[str, int]]:
+        """Current files of an offload, and per destination how many of them are
+        verified there (kept by the schema's triggers: O(destinations))."""
+        row = self.db.execute("SELECT files FROM offload_files WHERE offload_id = ?", (offload_id,)).fetchone()
+        rows = self.db.execute(
+            "SELECT destination, files FROM offload_verified WHERE offload_id = ? AND files > 0", (offload_id,)
+        )
+        return (0 if row is None else int(row[0])), {r[0]: int(r[1]) for r in rows}
+
+    def changes(self, offload_id: int) -> int:
+        """The offload's change stamp (see the schema's `offload_changes`)."""
+        row = self.db.execute("SELECT changes FROM offload_changes WHERE offload_id = ?", (offload_id,)).fetchone()
+        return 0 if row is None else int(row[0])
+
     def offload(self, offload_id: int) -> tuple[str, str]:
         row = self.db.execute("SELECT watch, name FROM offloads WHERE id = ?", (offload_id,)).fetchone()
         return row[0], row[1]
@@ -617,6 +811,29 @@ def open_journal(path: Path) -> Journal:
 def damaged(path: Path, what: str) -> str:
     return (f"journal {path} is damaged ({what}); restore it from a backup, or move it aside to start a new one "
             "(copies already at the destinations are checked, not re-sent)")
+
+
+def _has_table(db: sqlite3.Connection, name: str) -> bool:
+    return db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
+
+
+def _count_offloads(db: sqlite3.Connection) -> None:
+    """The per-offload counts of a journal written before they were kept,
+    counted whole in one transaction (the triggers keep them from then on)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute("DELETE FROM offload_files")
+        db.execute("DELETE FROM offload_verified")
+        db.execute("INSERT INTO offload_files SELECT offload_id, COUNT(*) FROM files WHERE current = 1 GROUP BY offload_id")
+        db.execute(
+            "INSERT INTO offload_verified SELECT f.offload_id, c.destination, COUNT(*) FROM copies c "
+            "JOIN files f ON f.id = c.file_id WHERE c.state = 'verified' AND f.current = 1 "
+            "GROUP BY f.offload_id, c.destination"
+        )
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
 def _refuse_unusable(path: Path) -> None:

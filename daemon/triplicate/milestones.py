@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import time
 from typing import Awaitable, Callable, Iterable
 
@@ -29,6 +30,7 @@ log = structlog.get_logger("triplicate.milestones")
 
 SAFE = "safe"
 REPORT = "report"
+LOOKED = "looked"  # the change stamp and config a look left nothing to do with
 LOOK_PACE = 4.0  # bench/RESULTS.md, case 2: looks were 70% of the loop for 2,000 small files
 
 
@@ -84,6 +86,8 @@ class OffloadMilestones:
         self.before_look = before_look  # lets ASC MHL generations in progress land first
         self._wanted: set[int] = set()
         self._not_before: dict[int, float] = {}  # offload id -> monotonic time its next look may start
+        self._digested: Config | None = None  # the config _digest was made from
+        self._digest = ""
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -140,9 +144,27 @@ class OffloadMilestones:
             self._not_before = {o: t for o, t in self._not_before.items() if t > ended}
         self._not_before[offload_id] = ended + (ended - began) * LOOK_PACE
 
+    def _rule_321_reachable(self, offload_id: int) -> bool:
+        """Whether 3-2-1 is met by the destinations holding every current file.
+        Both milestones need it, and it takes two indexed counts where the
+        look proper reads every file: most looks (history offloads at a
+        restart, an offload still landing) stop here."""
+        from .status import rule_321  # status imports this module
+
+        files, verified = self.journal.verified_counts(offload_id)
+        if not files:
+            return False
+        watch, _ = self.journal.offload(offload_id)
+        return not rule_321(self.config, watch, [d for d, n in verified.items() if n == files])[3]
+
     async def look(self, offload_id: int) -> None:
         from .status import unverified_reasons, offload_status  # status imports this module
 
+        if not self._rule_321_reachable(offload_id):
+            return
+        stamp = f"{self.journal.changes(offload_id)} {self._config_digest()}"
+        if signatures_of(self.journal, offload_id, LOOKED) == stamp:
+            return  # nothing a look reads has changed since one that left nothing to do
         found = offload_status(self.config, self.journal, offload_id)
         if found is None:
             return
@@ -163,8 +185,20 @@ class OffloadMilestones:
                 sorted(d for d, n in o.verified_bytes.items() if o.destinations[d].get("verified") == o.files)
             )), ("\0safe", str(safe)), ("\0generations", str(_generation_count(self.journal, offload_id)))])
             if signatures_of(self.journal, offload_id, REPORT) != report_sig:
-                if await self.write_reports(offload_id, safe):
-                    mark(self.journal, offload_id, REPORT, report_sig)
+                if not await self.write_reports(offload_id, safe):
+                    return  # not written everywhere: the next look tries again
+                mark(self.journal, offload_id, REPORT, report_sig)
+        mark(self.journal, offload_id, LOOKED, stamp)
+
+    def _config_digest(self) -> str:
+        """What a look reads from the config: destinations' media and off-site
+        flags, each watch folder's media and destinations."""
+        if self._digested is not self.config:
+            parts = [[d.name, d.media, d.offsite] for d in self.config.destination]
+            parts += [[str(w.path), w.media, list(w.destinations)] for w in self.config.watch]
+            self._digest = hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
+            self._digested = self.config
+        return self._digest
 
 
 def _generation_count(journal: Journal, offload_id: int) -> int:

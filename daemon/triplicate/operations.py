@@ -94,8 +94,9 @@ class Operations:
         self._tasks.append(spawn(self._sweep_now_and_then(), name="milestone-sweep"))
         self._tasks.append(spawn(self._keep_bandwidth(), name="bandwidth"))
         self.started = True
-        self.systemd.ready(self.status_line())
-        self._tasks.append(spawn(self.systemd.run(self.status_line), name="systemd"))
+        if self.systemd.enabled:  # the status line counts every pending copy: only for a listener
+            self.systemd.ready(self.status_line())
+            self._tasks.append(spawn(self.systemd.run(self.status_line), name="systemd"))
 
     async def _sweep_now_and_then(self) -> None:
         """A look at every offload per rescan period: a generation that landed

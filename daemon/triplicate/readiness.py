@@ -21,7 +21,7 @@ from __future__ import annotations
 import fnmatch
 import os
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,7 +61,7 @@ class GateContext:
     config: WatchConfig
     root: Path
     journal: Journal | None  # None in tests that run a watcher alone
-    known: dict[str, tuple[int, int]]  # relpath -> version already handed on (the journal's)
+    known: MutableMapping[str, tuple[int, int]]  # relpath -> version already handed on (the journal's)
     release: Callable[[list[SeenFile]], None]
     arriving: Callable[[str], bool]  # offload -> files of it are still settling
     look_again: Callable[[str], None]  # disk path -> settle it again (it changed)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 from pydantic import BaseModel
@@ -181,7 +182,6 @@ def _files(
 
 
 def _offload(config: Config, watch: str, name: str, members: list[FileStatus]) -> OffloadStatus:
-    configured = {d.name: d for d in config.destination}
     counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     verified_bytes: dict[str, int] = defaultdict(int)
     for f in members:
@@ -189,18 +189,8 @@ def _offload(config: Config, watch: str, name: str, members: list[FileStatus]) -
             counts[dest][state] += 1
             if state == "verified":
                 verified_bytes[dest] += f.size
-    complete = [configured[d] for d, c in counts.items() if d in configured and c.get("verified", 0) == len(members)]
-    source_media = next((w.media for w in config.watch if str(w.path) == watch), "source")
-    media = {source_media} | {d.media for d in complete}
-    offsite = sum(1 for d in complete if d.offsite)
-    copies = 1 + len(complete)
-    missing = []
-    if copies < 3:
-        missing.append(f"{3 - copies} more verified cop{'y' if copies == 2 else 'ies'}")
-    if len(media) < 2:
-        missing.append("a second kind of media")
-    if offsite < 1:
-        missing.append("an off-site copy")
+    complete = [d for d, c in counts.items() if c.get("verified", 0) == len(members)]
+    copies, media, offsite, missing = rule_321(config, watch, complete)
     return OffloadStatus(
         name=name,
         watch=watch,
@@ -209,13 +199,33 @@ def _offload(config: Config, watch: str, name: str, members: list[FileStatus]) -
         verified_files=sum(1 for f in members if f.destinations and all(s == "verified" for s in f.destinations.values())),
         failed_files=sum(1 for f in members if "failed" in f.destinations.values()),
         copies=copies,
-        media_types=len(media),
+        media_types=media,
         offsite_copies=offsite,
         rule_321_met=not missing,
         missing=missing,
         destinations={d: dict(c) for d, c in sorted(counts.items())},
         verified_bytes={d: verified_bytes.get(d, 0) for d in sorted(counts)},
     )
+
+
+def rule_321(config: Config, watch: str, complete: Iterable[str]) -> tuple[int, int, int, list[str]]:
+    """(copies, kinds of media, off-site copies, what is missing in words) of
+    an offload held whole by the `complete` destinations (those no longer
+    configured do not count)."""
+    configured = {d.name: d for d in config.destination}
+    held = [configured[d] for d in complete if d in configured]
+    source_media = next((w.media for w in config.watch if str(w.path) == watch), "source")
+    media = {source_media} | {d.media for d in held}
+    offsite = sum(1 for d in held if d.offsite)
+    copies = 1 + len(held)
+    missing = []
+    if copies < 3:
+        missing.append(f"{3 - copies} more verified cop{'y' if copies == 2 else 'ies'}")
+    if len(media) < 2:
+        missing.append("a second kind of media")
+    if offsite < 1:
+        missing.append("an off-site copy")
+    return copies, len(media), offsite, missing
 
 
 def expected_destinations(config: Config, watch: str, members: list[FileStatus]) -> list[str]:

@@ -23,7 +23,7 @@ import re
 import stat
 import time
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -221,7 +221,7 @@ class WatchFolder:
     def __init__(
         self,
         config: WatchConfig,
-        known: dict[str, tuple[int, int]],
+        known: MutableMapping[str, tuple[int, int]],
         on_ready: Callable[[list[SeenFile]], None],
         journal: Journal | None = None,
     ) -> None:
@@ -399,11 +399,18 @@ class WatchFolder:
             self.scans += 1
         return count
 
+    def _walk_and_compare(self) -> tuple[int, list[tuple[str, os.stat_result]], float, dict[str, int]]:
+        """A full scan's walk, and relpath -> size of the known versions it did
+        not see; in the scan's thread, as going through every known version
+        reads a big journal's whole folder (seconds of event loop otherwise)."""
+        seen: set[str] = set()
+        count, found, cpu = self.changes("", seen)
+        return count, found, cpu, {r: v[0] for r, v in self.known.items() if r not in seen}
+
     async def full_scan(self, reason: str = "scan") -> int:
         started = time.monotonic()
-        seen: set[str] = set()
-        count, found, cpu = await asyncio.to_thread(self.changes, "", seen)
-        self.checks.vanished.reset({r: v[0] for r, v in self.known.items() if r not in seen})
+        count, found, cpu, gone = await asyncio.to_thread(self._walk_and_compare)
+        self.checks.vanished.reset(gone)
         self._queue(found)
         self.scans += 1
         fields = {"watch": str(self.root), "files": count, "new": len(found), "mode": self.mode, "reason": reason,

@@ -4,6 +4,7 @@ import pytest
 
 from triplicate.errors import JournalError
 from triplicate.journal import Journal, SeenFile
+from triplicate.known import KnownVersions
 
 
 @pytest.fixture
@@ -90,3 +91,98 @@ def test_damaged_journal_is_a_clear_error(tmp_path: Path) -> None:
         Journal(path)
     assert str(path) in str(info.value) and "move it aside" in str(info.value)
     assert path.read_bytes().startswith(b"this is not sqlite"), "a damaged journal is never replaced silently"
+
+
+def test_recovery_finds_rows_in_flight_by_index(journal: Journal) -> None:
+    plan = journal.db.execute(
+        "EXPLAIN QUERY PLAN UPDATE copies SET state = 'pending' WHERE state = 'transferring'"
+    ).fetchall()
+    assert "copies_transferring" in " ".join(str(row[-1]) for row in plan), plan
+
+
+def test_known_versions_are_read_per_offload_on_first_question(journal: Journal) -> None:
+    journal.ingest([seen("A001/a.mov", 10, 1), seen("A001/sub/b.mov", 20, 2), seen("B002/c.mov", 30, 3),
+                    seen("loose.wav", 40, 4)], ["nearline"])
+    journal.ingest([seen("A001/a.mov", 11, 5)], ["nearline"])  # a newer version supersedes the first
+    journal.ingest([SeenFile("/other", "A001/a.mov", 99, 9)], ["nearline"])  # another watch folder
+    known = KnownVersions(journal.path, "/watch")
+    assert known.get("A001/a.mov") == (11, 5)
+    assert "A001/sub/b.mov" in known and "A001/none.mov" not in known
+    assert set(known._offloads) == {"A001"}, "only the offload asked about is read"
+    assert known.get("loose.wav") == (40, 4)
+    known["B002/d.mov"] = (1, 1)
+    assert known.pop("B002/c.mov") == (30, 3) and known.get("B002/c.mov") is None
+    assert dict(known) == {"A001/a.mov": (11, 5), "A001/sub/b.mov": (20, 2), "B002/d.mov": (1, 1),
+                           "loose.wav": (40, 4)}
+
+
+def _counted(journal: Journal) -> tuple[dict[int, int], dict[tuple[int, str], int]]:
+    files = {r[0]: r[1] for r in journal.db.execute("SELECT offload_id, files FROM offload_files WHERE files != 0")}
+    verified = {(r[0], r[1]): r[2] for r in journal.db.execute(
+        "SELECT offload_id, destination, files FROM offload_verified WHERE files != 0")}
+    return files, verified
+
+
+def _recounted(journal: Journal) -> tuple[dict[int, int], dict[tuple[int, str], int]]:
+    files = {r[0]: r[1] for r in journal.db.execute(
+        "SELECT offload_id, COUNT(*) FROM files WHERE current = 1 GROUP BY offload_id")}
+    verified = {(r[0], r[1]): r[2] for r in journal.db.execute(
+        "SELECT f.offload_id, c.destination, COUNT(*) FROM copies c JOIN files f ON f.id = c.file_id "
+        "WHERE c.state = 'verified' AND f.current = 1 GROUP BY f.offload_id, c.destination")}
+    return files, verified
+
+
+def _verify_all(journal: Journal, destination: str, hashes: dict[int, str]) -> None:
+    for copy_id in journal.due_ids(destination, 1e12, limit=100):
+        job = journal.claim_id(copy_id)
+        assert job is not None
+        assert journal.record_verified(job, hashes.setdefault(job.file_id, f"{job.file_id:016x}"), job.size)
+
+
+def test_offload_counts_follow_every_kind_of_write(journal: Journal) -> None:
+    hashes: dict[int, str] = {}
+    journal.ingest([seen("A001/a.mov"), seen("A001/b.mov"), seen("B002/c.mov")], ["nearline", "cloud"])
+    _verify_all(journal, "nearline", hashes)
+    a = next(o for o in journal.offload_ids() if journal.offload(o)[1] == "A001")
+    assert journal.verified_counts(a) == (2, {"nearline": 2})
+    _verify_all(journal, "cloud", hashes)
+    journal.ingest([seen("A001/a.mov", size=99), seen("A001/d.mov")], ["nearline", "cloud"])  # a new version, a new file
+    assert journal.verified_counts(a) == (3, {"nearline": 1, "cloud": 1})
+    [bad] = [c for c, key, _, _ in journal.verified_copies("cloud", "B002")]
+    journal.requeue(bad, "read back differs")
+    job = journal.claim_id(journal.due_ids("nearline", 1e12)[0])
+    assert job is not None
+    journal.record_failed(job.copy_id, "permission denied")
+    journal.retry("nearline")
+    job = journal.claim_id(journal.due_ids("nearline", 1e12)[0])
+    assert job is not None
+    journal.supersede(job.file_id)
+    _verify_all(journal, "cloud", hashes)
+    assert _counted(journal) == _recounted(journal)
+    assert journal.verified_counts(a)[0] == 2, "a superseded version is no file of the offload"
+
+
+def test_offload_counts_of_an_older_journal_are_made_when_opened(tmp_path: Path) -> None:
+    path = tmp_path / "journal.db"
+    journal = Journal(path)
+    journal.ingest([seen("A001/a.mov"), seen("A001/b.mov"), seen("C003/e.mov")], ["nearline"])
+    _verify_all(journal, "nearline", {})
+    expected = _recounted(journal)
+    for name in ("offload_files", "offload_verified"):
+        journal.db.execute(f"DROP TABLE {name}")  # as a journal written before the counts were kept
+    for (trigger,) in journal.db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
+        journal.db.execute(f"DROP TRIGGER {trigger}")
+    journal.close()
+    reopened = Journal(path)
+    assert _counted(reopened) == expected and expected[1]
+    reopened.close()
+
+
+def test_known_versions_as_a_whole_are_read_once(journal: Journal) -> None:
+    journal.ingest([seen("A001/a.mov", 10, 1), seen("B002/c.mov", 30, 3)], ["nearline"])
+    known = KnownVersions(journal.path, "/watch")
+    assert known.get("A001/a.mov") == (10, 1)
+    known["A001/a.mov"] = (11, 2)  # handed on since: the journal's row is not read over it
+    assert sorted(known.items()) == [("A001/a.mov", (11, 2)), ("B002/c.mov", (30, 3))]
+    journal.ingest([seen("C003/d.mov", 40, 4)], ["nearline"])
+    assert known.get("C003/d.mov") == (40, 4), "an offload recorded after the whole read is still found"

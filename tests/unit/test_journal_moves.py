@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from triplicate import journal as journal_module
 from triplicate.journal import Journal, SeenFile
+from triplicate.known import KnownVersions
 
 H = "0123456789abcdef"
 OTHER = "fedcba9876543210"
@@ -122,7 +123,7 @@ def test_a_version_1_journal_is_migrated_in_place(tmp_path: Path) -> None:
         assert j.db.execute("PRAGMA user_version").fetchone()[0] == journal_module.SCHEMA_VERSION == 2
         columns = {r[1] for r in j.db.execute("PRAGMA table_info(files)")}
         assert {"ctime_ns", "moved_from"} <= columns
-        assert j.known_versions("/watch") == {"A001/a.mov": (10, 1)}
+        assert dict(KnownVersions(path, "/watch")) == {"A001/a.mov": (10, 1)}
         assert j.known_ctimes("/watch") == {}, "version 1 recorded no ctimes"
         assert j.ingest([seen("A001/a.mov", ctime_ns=9)], ["nearline"]) == [], "the same version, not a new one"
         assert j.known_ctimes("/watch") == {"A001/a.mov": 9}
