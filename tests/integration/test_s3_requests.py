@@ -67,7 +67,7 @@ def open_uploads(server: Any, bucket: str) -> list[tuple[str, str]]:
     return sorted((u["Key"], u["UploadId"]) for u in found)
 
 
-async def test_a_new_small_file_costs_one_request_or_two_with_a_known_hash(server, bucket, monkeypatch, tmp_path) -> None:
+async def test_a_new_small_file_costs_one_request(server, bucket, monkeypatch, tmp_path) -> None:
     dest = await opened(server, bucket, monkeypatch)
     calls = Calls(dest)
     try:
@@ -77,12 +77,51 @@ async def test_a_new_small_file_costs_one_request_or_two_with_a_known_hash(serve
         assert calls.take() == ["PutObject"] and receipt.evidence["verified_by"] == "service-checksum"
         data = os.urandom(4000)
         await dest.put(source(tmp_path, "A001/third.mov", data, known=True), NoResume())
-        assert calls.take() == ["HeadObject", "PutObject"]  # a copy might be there already: look first
+        # a copy might be there already: the folder is listed once, and it is not
+        assert calls.take() == ["ListObjectsV2", "PutObject"]
+        await dest.put(source(tmp_path, "A001/fourth.mov", os.urandom(10), known=True), NoResume())
+        assert calls.take() == ["PutObject"]  # the same listing still says so
         again = await dest.put(source(tmp_path, "A001/third.mov", data, known=True), NoResume())
-        assert again.skipped and calls.take() == ["HeadObject"]
+        assert again.skipped and calls.take() == ["HeadObject"]  # listed (put by this run): look at it
     finally:
         await dest.close()
     assert client(server).get_object(Bucket=bucket, Key="A001/third.mov")["Body"].read() == data
+
+
+async def test_a_copy_made_before_this_run_is_found_not_sent(server, bucket, monkeypatch, tmp_path) -> None:
+    data = os.urandom(5000)
+    known = source(tmp_path, "B002/frame_0001.dpx", data, known=True)
+    first = await opened(server, bucket, monkeypatch)
+    try:
+        await first.put(known, NoResume())
+    finally:
+        await first.close()
+    dest = await opened(server, bucket, monkeypatch)  # a new run: a journal started anew, say
+    calls = Calls(dest)
+    try:
+        again = await dest.put(known, NoResume())
+        assert again.skipped and calls.take() == ["ListObjectsV2", "HeadObject", "ListMultipartUploads"]
+    finally:
+        await dest.close()
+
+
+async def test_a_bucket_that_refuses_listing_gets_head_requests(server, bucket, monkeypatch, tmp_path) -> None:
+    dest = await opened(server, bucket, monkeypatch)
+    calls = Calls(dest)
+    real = dest._api.request
+
+    async def write_only_policy(operation: str, what: str, **params: Any) -> Any:
+        if operation == "list_objects_v2":
+            raise PermanentError("AccessDenied: s3:ListBucket is not allowed")
+        return await real(operation, what, **params)
+
+    monkeypatch.setattr(dest._api, "request", write_only_policy)
+    try:
+        for name in ("a.mov", "b.mov"):
+            await dest.put(source(tmp_path, f"C003/{name}", os.urandom(100), known=True), NoResume())
+        assert [n for n in calls.take() if n != "ListMultipartUploads"] == ["HeadObject", "PutObject"] * 2
+    finally:
+        await dest.close()
 
 
 async def test_parts_in_flight_reuse_their_buffers(server, bucket, monkeypatch, tmp_path) -> None:

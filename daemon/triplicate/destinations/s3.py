@@ -33,7 +33,13 @@ import structlog
 import xxhash
 from pydantic import Field, field_validator, model_validator
 
-from ..errors import CopyRefused, PermanentError, TransientError, TriplicateError, VerificationFailed
+from ..errors import (
+    CopyRefused,
+    PermanentError,
+    TransientError,
+    TriplicateError,
+    VerificationFailed,
+)
 from ..fields import ByteSize
 from .base import (
     DestinationConfig,
@@ -47,6 +53,7 @@ from .base import (
 from .s3_checksums import Checksum
 from .s3_copy import copy_within
 from .s3_errors import Missing, Where, classify, sdk_errors
+from .s3_listing import FolderListings
 from .s3_multipart import MultipartSender
 from .s3_parts import MAX_PART, MIN_PART, MiB, plan_parts
 from .s3_requests import Meter, S3Api
@@ -151,6 +158,7 @@ class S3Destination:
         self._stored = StoredCheck(self._api, self.checksum)
         self._saved = SavedUploads(self._api, self._stored)
         self._multipart = MultipartSender(self._saved, config.part_concurrency)
+        self._listings = FolderListings(self._api)
 
     def _full(self, key: str) -> str:
         full = self.config.prefix + check_key(key)
@@ -194,7 +202,7 @@ class S3Destination:
 
     async def _identical(self, src: SourceFile, full: str) -> Receipt | None:
         """An object already there with the known size and xxh64 is kept."""
-        if src.xxh64 is None:
+        if src.xxh64 is None or await self._listings.surely_absent(full):
             return None
         head = await self._api.head(full)
         if head is None or head.get("ContentLength") != src.size:
@@ -219,6 +227,7 @@ class S3Destination:
         """The copy is verified: forget the resume state and abort uploads of the
         key that no attempt will finish (a superseded version's, say)."""
         resume.clear()
+        self._listings.stored(full)
         try:
             await self._saved.abort_others(full)
         except TriplicateError as exc:  # the copy is fine; the next put tries again
@@ -232,7 +241,10 @@ class S3Destination:
         existing = await self._identical(src, full)
         if existing is not None:
             return existing
-        return await copy_within(self._api, full_from, full, src, self.config.part_size)
+        receipt = await copy_within(self._api, full_from, full, src, self.config.part_size)
+        if receipt is not None:
+            self._listings.stored(full)
+        return receipt
 
     async def verify(self, key: str, xxh64: str, size: int) -> None:
         full = self._full(key)
