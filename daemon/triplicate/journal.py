@@ -51,6 +51,19 @@ MIGRATIONS = {
     ),
 }
 
+
+def _stamp_trigger(name: str, event: str, table: str) -> str:
+    """A trigger moving the change stamp of the offload a row of `table`
+    belongs to (before and after an update: a row can change offloads)."""
+    rows = {"INSERT": ["new"], "UPDATE": ["old", "new"], "DELETE": ["old"]}[event]
+    bumps = "".join(
+        f"    INSERT INTO offload_changes (offload_id, changes) VALUES ({row}.offload_id, 1)\n"
+        "        ON CONFLICT (offload_id) DO UPDATE SET changes = changes + 1;\n"
+        for row in rows
+    )
+    return f"CREATE TRIGGER IF NOT EXISTS offload_changes_{name} AFTER {event} ON {table}\nBEGIN\n{bumps}END;\n"
+
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS offloads (
     id INTEGER PRIMARY KEY,
@@ -193,18 +206,14 @@ CREATE TABLE IF NOT EXISTS source_problems (
     accepted_at REAL,
     released_at REAL,
     PRIMARY KEY (offload_id, relpath)
-);-- milestones.py: a stamp per offload that moves with every write a look reads (its files and their
+);
+-- milestones.py: a stamp per offload that moves with every write a look reads (its files and their
 -- hashes, which copies are verified, ASC MHL generations, readiness), so that a look which left nothing
 -- to do is not taken again until one of them changed
 CREATE TABLE IF NOT EXISTS offload_changes (
     offload_id INTEGER PRIMARY KEY,
     changes INTEGER NOT NULL
 );
-CREATE TRIGGER IF NOT EXISTS offload_changes_file_insert AFTER INSERT ON files
-BEGIN
-    INSERT INTO offload_changes (offload_id, changes) VALUES (new.offload_id, 1)
-        ON CONFLICT (offload_id) DO UPDATE SET changes = changes + 1;
-END;
 CREATE TRIGGER IF NOT EXISTS offload_changes_file_update AFTER UPDATE OF offload_id, relpath, current, xxh64 ON files
     WHEN old.offload_id IS NOT new.offload_id OR old.relpath IS NOT new.relpath OR old.current IS NOT new.current
         OR old.xxh64 IS NOT new.xxh64
@@ -233,46 +242,15 @@ BEGIN
     INSERT INTO offload_changes (offload_id, changes) SELECT offload_id, 1 FROM files WHERE id = old.file_id
         ON CONFLICT (offload_id) DO UPDATE SET changes = changes + 1;
 END;
-CREATE TRIGGER IF NOT EXISTS offload_changes_generation AFTER INSERT ON generations
-BEGIN
-    INSERT INTO offload_changes (offload_id, changes) VALUES (new.offload_id, 1)
-        ON CONFLICT (offload_id) DO UPDATE SET changes = changes + 1;
-END;
-CREATE TRIGGER IF NOT EXISTS offload_changes_readiness_insert AFTER INSERT ON offload_readiness
-BEGIN
-    INSERT INTO offload_changes (offload_id, changes) VALUES (new.offload_id, 1)
-        ON CONFLICT (offload_id) DO UPDATE SET changes = changes + 1;
-END;
-CREATE TRIGGER IF NOT EXISTS offload_changes_readiness_update AFTER UPDATE ON offload_readiness
-BEGIN
-    INSERT INTO offload_changes (offload_id, changes) VALUES (old.offload_id, 1)
-        ON CONFLICT (offload_id) DO UPDATE SET changes = changes + 1;
-    INSERT INTO offload_changes (offload_id, changes) VALUES (new.offload_id, 1)
-        ON CONFLICT (offload_id) DO UPDATE SET changes = changes + 1;
-END;
-CREATE TRIGGER IF NOT EXISTS offload_changes_readiness_delete AFTER DELETE ON offload_readiness
-BEGIN
-    INSERT INTO offload_changes (offload_id, changes) VALUES (old.offload_id, 1)
-        ON CONFLICT (offload_id) DO UPDATE SET changes = changes + 1;
-END;
-CREATE TRIGGER IF NOT EXISTS offload_changes_problem_insert AFTER INSERT ON source_problems
-BEGIN
-    INSERT INTO offload_changes (offload_id, changes) VALUES (new.offload_id, 1)
-        ON CONFLICT (offload_id) DO UPDATE SET changes = changes + 1;
-END;
-CREATE TRIGGER IF NOT EXISTS offload_changes_problem_update AFTER UPDATE ON source_problems
-BEGIN
-    INSERT INTO offload_changes (offload_id, changes) VALUES (old.offload_id, 1)
-        ON CONFLICT (offload_id) DO UPDATE SET changes = changes + 1;
-    INSERT INTO offload_changes (offload_id, changes) VALUES (new.offload_id, 1)
-        ON CONFLICT (offload_id) DO UPDATE SET changes = changes + 1;
-END;
-CREATE TRIGGER IF NOT EXISTS offload_changes_problem_delete AFTER DELETE ON source_problems
-BEGIN
-    INSERT INTO offload_changes (offload_id, changes) VALUES (old.offload_id, 1)
-        ON CONFLICT (offload_id) DO UPDATE SET changes = changes + 1;
-END;
-"""
+""" + "".join(
+    _stamp_trigger(name, event, table)
+    for name, event, table in (
+        ("file_insert", "INSERT", "files"),
+        ("generation", "INSERT", "generations"),
+        *((f"readiness_{e.lower()}", e, "offload_readiness") for e in ("INSERT", "UPDATE", "DELETE")),
+        *((f"problem_{e.lower()}", e, "source_problems") for e in ("INSERT", "UPDATE", "DELETE")),
+    )
+)
 
 
 @dataclass(frozen=True)
