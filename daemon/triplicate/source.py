@@ -4,7 +4,9 @@ noticing when the file changes underneath.
 Every destination reads its source through `SourceReader`, so the rules live in
 one place: the file must still be the version the journal describes when the
 read starts and when it ends, the number of bytes must match, and when the
-version's hash is already known the bytes must hash to it.
+version's hash is already known the bytes must hash to it. Readers of the
+same version at the same time take their bytes from one shared read
+(shared_read.py); each still hashes and checks what it hands out.
 """
 
 from __future__ import annotations
