@@ -11,34 +11,23 @@ from typing import Any
 
 import pytest
 import xxhash
+from triplicate.destinations.base import NoResume, SourceFile
+from triplicate.destinations.s3 import S3Destination
+from triplicate.errors import PermanentError, VerificationFailed
 
 from tests.conformance.cases.s3 import (
     PART,
     S3Proxy,
     client,
     config,
-    fresh_bucket,
     key_env,
     rejects_checksum_headers,
 )
-from triplicate.destinations.base import NoResume, SourceFile
-from triplicate.destinations.s3 import S3Destination
-from triplicate.errors import PermanentError, VerificationFailed
 
 pytestmark = pytest.mark.servers
 
 SINGLE = 1000
 MULTI = 2 * PART + 12345  # three parts
-
-
-@pytest.fixture(params=["seaweed", "moto"])
-def server(request: pytest.FixtureRequest) -> Any:
-    return request.getfixturevalue(request.param)
-
-
-@pytest.fixture
-def bucket(server: Any, request: pytest.FixtureRequest) -> str:
-    return fresh_bucket(server, request)
 
 
 def source(tmp_path: Path, name: str, size: int) -> tuple[SourceFile, bytes]:

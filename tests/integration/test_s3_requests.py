@@ -10,24 +10,21 @@ from typing import Any
 
 import pytest
 import xxhash
-from aiohttp import web
-
-from tests.conformance.cases.s3 import PART, MemoryResume, S3Proxy, client, config, fresh_bucket, key_env
 from triplicate.destinations.base import NoResume, SourceFile
 from triplicate.destinations.s3 import S3Destination
 from triplicate.errors import PermanentError
 
+from tests.conformance.cases.s3 import (
+    PART,
+    MemoryResume,
+    S3Proxy,
+    client,
+    config,
+    key_env,
+)
+from tests.integration.test_s3_resume import refuse_part
+
 pytestmark = pytest.mark.servers
-
-
-@pytest.fixture(params=["seaweed", "moto"])
-def server(request: pytest.FixtureRequest) -> Any:
-    return request.getfixturevalue(request.param)
-
-
-@pytest.fixture
-def bucket(server: Any, request: pytest.FixtureRequest) -> str:
-    return fresh_bucket(server, request)
 
 
 class Calls:
@@ -140,17 +137,6 @@ async def test_parts_in_flight_reuse_their_buffers(server, bucket, monkeypatch, 
     assert all(isinstance(b, bytearray) and len(b) == PART for b in buffers)
     assert receipt.bytes_sent == len(data)
     assert client(server).get_object(Bucket=bucket, Key="A001/seven.mov")["Body"].read() == data
-
-
-def refuse_part(number: int) -> Any:
-    async def intercept(request: Any) -> Any:
-        if request.method == "PUT" and request.query.get("partNumber") == str(number):
-            await request.read()
-            body = b"<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>"
-            return web.Response(status=403, body=body, content_type="application/xml")
-        return None
-
-    return intercept
 
 
 async def test_uploads_left_behind_are_aborted_without_listing_each_time(server, bucket, monkeypatch, tmp_path) -> None:

@@ -12,35 +12,24 @@ from typing import Any
 import pytest
 import xxhash
 from aiohttp import web
+from triplicate.destinations.base import SourceFile
+from triplicate.destinations.s3 import S3Destination
+from triplicate.errors import PermanentError
 
 from tests.conformance.cases.s3 import (
     MemoryResume,
     S3Proxy,
     client,
     config,
-    fresh_bucket,
     key_env,
 )
 from tests.conformance.crash import kill_and_resume, random_file
-from triplicate.destinations.base import SourceFile
-from triplicate.destinations.s3 import S3Destination
-from triplicate.errors import PermanentError
 
 pytestmark = pytest.mark.servers
 
 MiB = 1024 * 1024
 PART = 5 * MiB
 SIZE = 6 * PART + 999  # seven parts
-
-
-@pytest.fixture(params=["seaweed", "moto"])
-def server(request: pytest.FixtureRequest) -> Any:
-    return request.getfixturevalue(request.param)
-
-
-@pytest.fixture
-def bucket(server: Any, request: pytest.FixtureRequest) -> str:
-    return fresh_bucket(server, request)
 
 
 def write_source(path: Path, size: int) -> tuple[SourceFile, str]:
