@@ -409,16 +409,6 @@ class Journal:
             )
         return cur.rowcount
 
-    def known_ctimes(self, watch: str) -> dict[str, int]:
-        """relpath -> ctime_ns of current versions that recorded one (a journal
-        from before version 2 did not)."""
-        rows = self.db.execute(
-            "SELECT f.relpath, f.ctime_ns FROM files f JOIN offloads o ON o.id = f.offload_id "
-            "WHERE o.watch = ? AND f.current = 1 AND f.ctime_ns IS NOT NULL",
-            (watch,),
-        )
-        return {r[0]: r[1] for r in rows}
-
     def current_version(self, watch: str, relpath: str) -> tuple[int, str | None, str] | None:
         """(size, xxh64, disk path) of the current version of `relpath`, None if none."""
         row = self.db.execute(

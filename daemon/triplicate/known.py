@@ -6,7 +6,9 @@ offloads long gone from the folder. Reading them all before the first copy
 took seconds at every start; the watcher only asks about files it sees, so an
 offload's versions are read on the first question about one of its files and
 kept from then on, updated by the watcher as before. The scan asks from a
-worker thread, so reads use a connection of their own, under a lock.
+worker thread, so reads use a connection of their own, under a lock. The
+change times the versions recorded come in the same read (`ctimes`), for
+telling a rewrite that restored size and mtime from an unchanged file.
 """
 
 from __future__ import annotations
@@ -19,11 +21,11 @@ from pathlib import Path
 Version = tuple[int, int]  # (size, mtime_ns)
 
 _OFFLOAD_SQL = (
-    "SELECT f.relpath, f.size, f.mtime_ns FROM offloads o JOIN files f ON f.offload_id = o.id AND f.current = 1 "
+    "SELECT f.relpath, f.size, f.mtime_ns, f.ctime_ns FROM offloads o JOIN files f ON f.offload_id = o.id AND f.current = 1 "
     "WHERE o.watch = ? AND o.name = ?"
 )
 _ALL_SQL = (
-    "SELECT o.name, f.relpath, f.size, f.mtime_ns FROM offloads o JOIN files f ON f.offload_id = o.id "
+    "SELECT o.name, f.relpath, f.size, f.mtime_ns, f.ctime_ns FROM offloads o JOIN files f ON f.offload_id = o.id "
     "AND f.current = 1 WHERE o.watch = ?"
 )
 
@@ -40,8 +42,10 @@ class KnownVersions(MutableMapping[str, Version]):
         self.journal_path = journal_path
         self.watch = watch
         self._offloads: dict[str, dict[str, Version]] = {}
+        self._ctimes: dict[str, dict[str, int]] = {}  # offload -> relpath -> ctime_ns recorded (journal v2+)
         self._complete = False  # every offload read (the whole mapping was asked for once)
         self._lock = threading.Lock()
+        self.ctimes = KnownCtimes(self)
 
     def _of(self, relpath: str) -> dict[str, Version]:
         offload = offload_of(relpath)
@@ -50,10 +54,15 @@ class KnownVersions(MutableMapping[str, Version]):
             with self._lock:
                 versions = self._offloads.get(offload)
                 if versions is None:
-                    versions = self._offloads[offload] = {
-                        r[0]: (r[1], r[2]) for r in self._query(_OFFLOAD_SQL, (self.watch, offload))
-                    }
+                    rows = self._query(_OFFLOAD_SQL, (self.watch, offload))
+                    self._ctimes[offload] = {r[0]: r[3] for r in rows if r[3] is not None}
+                    versions = self._offloads[offload] = {r[0]: (r[1], r[2]) for r in rows}
         return versions
+
+    def ctimes_of(self, relpath: str) -> dict[str, int]:
+        """The recorded change times of `relpath`'s offload (read with its versions)."""
+        self._of(relpath)
+        return self._ctimes[offload_of(relpath)]
 
     def _query(self, sql: str, args: tuple[str, ...]) -> list[tuple]:
         db = sqlite3.connect(self.journal_path)
@@ -71,10 +80,15 @@ class KnownVersions(MutableMapping[str, Version]):
             return
         with self._lock:
             found: dict[str, dict[str, Version]] = {}
-            for name, relpath, size, mtime_ns in self._query(_ALL_SQL, (self.watch,)):
+            ctimes: dict[str, dict[str, int]] = {}
+            for name, relpath, size, mtime_ns, ctime_ns in self._query(_ALL_SQL, (self.watch,)):
                 found.setdefault(name, {})[relpath] = (size, mtime_ns)
+                if ctime_ns is not None:
+                    ctimes.setdefault(name, {})[relpath] = ctime_ns
             for name, versions in found.items():
-                self._offloads.setdefault(name, versions)
+                if name not in self._offloads:  # one read already: the watcher has kept it up to date
+                    self._offloads[name] = versions
+                    self._ctimes[name] = ctimes.get(name, {})
             self._complete = True
 
     def __getitem__(self, relpath: str) -> Version:
@@ -105,3 +119,32 @@ class KnownVersions(MutableMapping[str, Version]):
     def __len__(self) -> int:
         self._load_all()
         return sum(len(v) for v in self._offloads.values())
+
+
+class KnownCtimes(MutableMapping[str, int]):
+    """relpath -> ctime_ns recorded for the version the watcher knows, read
+    per offload together with the versions."""
+
+    def __init__(self, known: KnownVersions) -> None:
+        self.known = known
+
+    def __getitem__(self, relpath: str) -> int:
+        return self.known.ctimes_of(relpath)[relpath]
+
+    def get(self, relpath: str, default: int | None = None) -> int | None:  # type: ignore[override]
+        return self.known.ctimes_of(relpath).get(relpath, default)
+
+    def __setitem__(self, relpath: str, ctime_ns: int) -> None:
+        self.known.ctimes_of(relpath)[relpath] = ctime_ns
+
+    def __delitem__(self, relpath: str) -> None:
+        del self.known.ctimes_of(relpath)[relpath]
+
+    def __iter__(self) -> Iterator[str]:
+        self.known._load_all()
+        for ctimes in list(self.known._ctimes.values()):
+            yield from list(ctimes)
+
+    def __len__(self) -> int:
+        self.known._load_all()
+        return sum(len(c) for c in self.known._ctimes.values())

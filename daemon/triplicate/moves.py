@@ -32,6 +32,7 @@ import structlog
 
 from .hashing import hash_file
 from .journal import Journal, SeenFile
+from .known import KnownVersions
 
 log = structlog.get_logger("triplicate.watch")
 
@@ -77,7 +78,7 @@ class ContentChecks:
         self,
         root: Path,
         journal: Journal | None,
-        known: dict[str, tuple[int, int]],
+        known: KnownVersions,
         hand_on: Callable[[list[SeenFile]], None],
     ) -> None:
         self.root = root
@@ -85,7 +86,7 @@ class ContentChecks:
         self.journal = journal
         self.known = known
         self.hand_on = hand_on
-        self.ctimes: dict[str, int] = journal.known_ctimes(self.watch) if journal is not None else {}
+        self.ctimes = known.ctimes  # read per offload with the versions, not all at start-up
         self.vanished = Vanished()
         self._tasks: set[asyncio.Task[None]] = set()
         self._offloads: Counter[str] = Counter()

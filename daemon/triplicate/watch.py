@@ -23,7 +23,7 @@ import re
 import stat
 import time
 import unicodedata
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +34,7 @@ from watchdog.observers import Observer
 from . import mounts
 from .config import WatchConfig
 from .journal import Journal, SeenFile
+from .known import KnownVersions
 from .moves import ContentChecks
 from .readiness import GateContext, Settled, make_gate
 from .ready_log import ReadyLog
@@ -221,7 +222,7 @@ class WatchFolder:
     def __init__(
         self,
         config: WatchConfig,
-        known: MutableMapping[str, tuple[int, int]],
+        known: KnownVersions,
         on_ready: Callable[[list[SeenFile]], None],
         journal: Journal | None = None,
     ) -> None:

@@ -74,11 +74,16 @@ def test_the_moved_away_copy_stays_in_its_offload_until_its_key_is_taken(journal
     assert [(r["relpath"], r["size"]) for r in rows] == [("A001/clip.mov", 99), ("A001/keep.mov", 10)]
 
 
+def recorded_ctimes(journal: Journal) -> dict[str, int]:
+    """The change times a fresh watcher would read for the watch folder."""
+    return dict(KnownVersions(journal.path, "/watch").ctimes)
+
+
 def test_ctime_is_recorded_and_updated(journal: Journal) -> None:
     journal.ingest([seen("A001/a.mov", ctime_ns=5)], ["nearline"])
-    assert journal.known_ctimes("/watch") == {"A001/a.mov": 5}
+    assert recorded_ctimes(journal) == {"A001/a.mov": 5}
     journal.set_ctime("/watch", "A001/a.mov", 7)
-    assert journal.known_ctimes("/watch") == {"A001/a.mov": 7}
+    assert recorded_ctimes(journal) == {"A001/a.mov": 7}
     assert journal.current_version("/watch", "A001/a.mov") == (10, None, "A001/a.mov")
 
 
@@ -124,9 +129,9 @@ def test_a_version_1_journal_is_migrated_in_place(tmp_path: Path) -> None:
         columns = {r[1] for r in j.db.execute("PRAGMA table_info(files)")}
         assert {"ctime_ns", "moved_from"} <= columns
         assert dict(KnownVersions(path, "/watch")) == {"A001/a.mov": (10, 1)}
-        assert j.known_ctimes("/watch") == {}, "version 1 recorded no ctimes"
+        assert recorded_ctimes(j) == {}, "version 1 recorded no ctimes"
         assert j.ingest([seen("A001/a.mov", ctime_ns=9)], ["nearline"]) == [], "the same version, not a new one"
-        assert j.known_ctimes("/watch") == {"A001/a.mov": 9}
+        assert recorded_ctimes(j) == {"A001/a.mov": 9}
         j.ingest([seen("B002/a.mov", H, moved_from="A001/a.mov")], ["nearline"])
         assert claim(j, "nearline").copy_from == "A001/a.mov"
     finally:
@@ -134,3 +139,12 @@ def test_a_version_1_journal_is_migrated_in_place(tmp_path: Path) -> None:
     again = Journal(path)  # a second open finds it in order
     assert again.db.execute("PRAGMA user_version").fetchone()[0] == 2
     again.close()
+
+
+def test_change_times_are_read_per_offload_with_the_versions(journal: Journal) -> None:
+    journal.ingest([seen("A001/a.mov", ctime_ns=5), seen("B002/b.mov", ctime_ns=6)], ["nearline"])
+    known = KnownVersions(journal.path, "/watch")
+    assert known.ctimes.get("A001/a.mov") == 5
+    assert set(known._offloads) == {"A001"}, "only the offload asked about is read"
+    known.ctimes["A001/a.mov"] = 8  # the watcher records a new ctime of the same bytes
+    assert known.ctimes["A001/a.mov"] == 8 and dict(known.ctimes) == {"A001/a.mov": 8, "B002/b.mov": 6}
