@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import structlog
 
-from .destinations.base import CopiesInPlace, Destination, Receipt, SourceFile
+from .destinations.base import CopiesInPlace, Destination, HashesFirst, Receipt, SourceFile
 from .errors import (
     CopyRefused,
     PermanentError,
@@ -25,6 +25,7 @@ from .errors import (
 )
 from .journal import CopyJob, Journal
 from .retry import Backoff
+from .shared_read import START_BYTES
 
 log = structlog.get_logger("triplicate.scheduler")
 
@@ -53,6 +54,7 @@ class FilesInFlight:
 
     def __init__(self) -> None:
         self.copying: dict[int, set[str]] = {}  # file id -> destinations copying it
+        self.runners: list[DestinationRunner] = []
 
     def add(self, file_id: int, destination: str) -> None:
         self.copying.setdefault(file_id, set()).add(destination)
@@ -67,6 +69,16 @@ class FilesInFlight:
     def elsewhere(self, destination: str) -> list[int]:
         """Files other destinations are copying and `destination` is not."""
         return [f for f, dests in self.copying.items() if destination not in dests]
+
+    def readers_coming(self, job: CopyJob, me: DestinationRunner) -> int:
+        """How many destinations will read this version together: `me` and each
+        other one with a free worker and the copy due, which takes the file
+        within moments (it prefers files copied elsewhere). Busy ones are not
+        waited for: they read on their own when they get to it."""
+        if job.size <= START_BYTES:
+            return 1  # held whole until its last reader leaves
+        now = time.time()
+        return 1 + sum(1 for r in self.runners if r is not me and r.free_for(job, now))
 
 
 class DestinationRunner:
@@ -104,6 +116,7 @@ class DestinationRunner:
         self.bytes_sent = 0
         self.on_event = on_event  # operations.py: metrics and notifications, never blocking
         self.files_in_flight = files_in_flight if files_in_flight is not None else FilesInFlight()
+        self.files_in_flight.runners.append(self)
         self.throttle: Any = None  # bandwidth.Throttle, set by the daemon; rate kept by operations.py
         self.log = log.bind(destination=self.name)
 
@@ -117,6 +130,8 @@ class DestinationRunner:
             for w in workers:
                 w.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
+            if self in self.files_in_flight.runners:
+                self.files_in_flight.runners.remove(self)
             await self.dest.close()
 
     def stop(self) -> None:
@@ -149,6 +164,17 @@ class DestinationRunner:
             finally:
                 self.in_flight -= 1
                 self.files_in_flight.remove(job.file_id, self.name)
+
+    def free_for(self, job: CopyJob, now: float) -> bool:
+        """Whether a worker of this destination is free to start reading this
+        file from its start now, alongside the destination copying it."""
+        if not self.opened or self.stopping or now < self.paused_until or self.in_flight >= self.dest.config.concurrency:
+            return False
+        if self.name in self.files_in_flight.copying.get(job.file_id, ()):
+            return False
+        if job.xxh64 is None and isinstance(self.dest, HashesFirst) and self.dest.hashes_first(job.size):
+            return False
+        return bool(self.journal.due_among(self.name, [job.file_id], now))
 
     def _claimable(self, now: float) -> int | None:
         elsewhere = self.files_in_flight.elsewhere(self.name)
@@ -232,7 +258,10 @@ class DestinationRunner:
     # ---- one copy --------------------------------------------------------------
 
     async def _work(self, job: CopyJob) -> None:
-        src = SourceFile(job.source_path, job.relpath, job.size, job.mtime_ns, job.xxh64, limiter=self.throttle)
+        src = SourceFile(
+            job.source_path, job.relpath, job.size, job.mtime_ns, job.xxh64, limiter=self.throttle,
+            readers=self.files_in_flight.readers_coming(job, self),
+        )
         jlog = self.log.bind(offload=job.offload, file=job.relpath, attempt=job.attempts)
         self.tried[job.copy_id] = self.tried.get(job.copy_id, 0) + 1
         started = time.monotonic()

@@ -8,7 +8,12 @@ they keep pace, whatever the page cache does.
 
 The window holds the first 8 MiB of the file until the front has read past
 them, so a destination that begins its copy a moment later still joins; after
-that only blocks some reader still needs. Back-pressure: the reader at the
+that only blocks some reader still needs. When the scheduler says more
+destinations are about to read the file (they have a free worker and the copy
+due), the front does not pass those 8 MiB before they have joined, or
+JOIN_SECONDS have gone by: destinations that finish their previous files at
+different moments, or take a request or two before their first read, must not
+cost a second read of the file. Back-pressure: the reader at the
 front waits while the window is full of blocks a slower reader still needs. It
 waits at most `lag_seconds`: after that the slowest reader is let go and goes
 on with reads of its own, so a slow cloud link can hold a fast nearline copy
@@ -43,6 +48,14 @@ at the start of a file an S3 upload is filling all its part buffers at once
 LAG_SECONDS = 2.0
 """How long the front waits for a slower reader before letting it go."""
 
+JOIN_SECONDS = 1.0
+"""How long the front holds the start of a file for destinations the scheduler
+expects to join: their first read follows a request or two (a HeadObject, a
+stat) over the network."""
+
+DEVICE_BLOCK = 1024 * 1024
+"""The least a device read asks for."""
+
 FileKey = tuple[int, int, int, int, int]
 
 
@@ -73,7 +86,9 @@ class Detached(Exception):
 
 
 class SharedFile:
-    def __init__(self, key: FileKey, fd: int, path: str, window_bytes: int, lag_seconds: float) -> None:
+    def __init__(
+        self, key: FileKey, fd: int, path: str, window_bytes: int, lag_seconds: float, expected: int = 1,
+    ) -> None:
         self.key = key
         self.fd = fd
         self.path = path
@@ -85,11 +100,13 @@ class SharedFile:
         self.frontier = 0  # bytes read from the device so far
         self.reading = False  # a device read is in progress (the lock is not held during it)
         self.positions: dict[int, int] = {}  # reader id -> next offset it needs
-        self.next_id = 0
+        self.next_id = 0  # readers attached so far
+        self.expected = expected  # readers the start is held for
+        self.joining_deadline = time.monotonic() + JOIN_SECONDS
 
     # ---- membership ----------------------------------------------------------
 
-    def attach(self) -> int | None:
+    def attach(self, expected: int = 1) -> int | None:
         """A new reader at offset 0, or None when the start is no longer held."""
         with self.cond:
             start = self.blocks[0][0] if self.blocks else self.frontier
@@ -97,6 +114,8 @@ class SharedFile:
                 return None
             self.next_id += 1
             self.positions[self.next_id] = 0
+            self.expected = max(self.expected, expected)
+            self.cond.notify_all()
             return self.next_id
 
     def detach(self, rid: int) -> None:
@@ -125,14 +144,14 @@ class SharedFile:
                     continue
                 if offset != self.frontier:  # behind the window: only possible after a detach
                     raise Detached()
-                if not self._room_for_next(rid):
+                if not self._room_for_next(rid, offset, size):
                     continue
                 self.reading = True
                 break
         return self._read_device(rid, offset, size)
 
     def _read_device(self, rid: int, offset: int, size: int) -> bytes:
-        block_size = max(size, 1024 * 1024)
+        block_size = max(size, DEVICE_BLOCK)
         try:
             data = os.pread(self.fd, block_size, offset)
         except OSError as exc:
@@ -166,9 +185,19 @@ class SharedFile:
                 return data[lo:lo + size]
         return None
 
-    def _room_for_next(self, rid: int) -> bool:
-        """Whether the front may read another block now; waits (lock held by
-        the caller) for slow readers, then lets the slowest go."""
+    def _room_for_next(self, rid: int, offset: int, size: int) -> bool:
+        """Whether the front may read the block at `offset` now; waits (lock
+        held by the caller) for readers still to join and for slow readers,
+        then lets the slowest go. False when another reader moved the read on
+        meanwhile: the caller looks again (the block may be in the window)."""
+        while self._awaiting_joiners(size):
+            left = self.joining_deadline - time.monotonic()
+            if left <= 0:
+                self.expected = self.next_id
+                break
+            self.cond.wait(left)
+            if self._moved_on(rid, offset):
+                return False
         deadline = time.monotonic() + self.lag_seconds
         while self._needed_bytes() >= self.window_bytes:
             left = deadline - time.monotonic()
@@ -176,9 +205,17 @@ class SharedFile:
                 self._drop_slowest(rid)
                 return True
             self.cond.wait(left)
-            if self.reading or rid not in self.positions:
-                return False  # the world moved on; the caller looks again
+            if self._moved_on(rid, offset):
+                return False
         return True
+
+    def _moved_on(self, rid: int, offset: int) -> bool:
+        return self.reading or rid not in self.positions or self.frontier != offset
+
+    def _awaiting_joiners(self, size: int) -> bool:
+        """Whether the next read would drop the start of the file before every
+        expected reader has joined."""
+        return self.next_id < self.expected and self.frontier + max(size, DEVICE_BLOCK) > self.start_bytes
 
     def _needed_bytes(self) -> int:
         low = self._low()
@@ -215,9 +252,10 @@ class ReadShares:
         self.lock = threading.Lock()
         self.files: dict[FileKey, tuple[SharedFile, int]] = {}  # key -> (file, readers attached)
 
-    def join(self, key: FileKey, path: str) -> tuple[SharedFile, int] | None:
+    def join(self, key: FileKey, path: str, expected: int = 1) -> tuple[SharedFile, int] | None:
         """Attach to the read of `key`, starting one if there is none. None
-        when a read exists but has moved past the start of the file."""
+        when a read exists but has moved past the start of the file.
+        `expected`: readers about to join, the start is held for them."""
         with self.lock:
             entry = self.files.get(key)
             if entry is None:
@@ -228,10 +266,10 @@ class ReadShares:
                 if file_key(os.fstat(fd)) != key:
                     os.close(fd)
                     return None
-                shared = SharedFile(key, fd, path, self.window_bytes, self.lag_seconds)
+                shared = SharedFile(key, fd, path, self.window_bytes, self.lag_seconds, expected)
                 entry = (shared, 0)
             shared, count = entry
-            rid = shared.attach()
+            rid = shared.attach(expected)
             if rid is None:
                 return None
             self.files[key] = (shared, count + 1)

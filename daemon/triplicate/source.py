@@ -59,7 +59,7 @@ class SourceReader:
         self._ctime_ns = opened.st_ctime_ns
         advise_sequential(self._fd)
         if self._share:
-            self._shared = SHARES.join(file_key(opened), os.fsdecode(self.src.path))
+            self._shared = SHARES.join(file_key(opened), os.fsdecode(self.src.path), self.src.readers)
 
     def close(self) -> None:
         self._leave_share()

@@ -266,10 +266,14 @@ def test_failing_destination_is_degraded_once_not_per_file(tmp_path: Path) -> No
 
 
 def test_destinations_share_one_read_of_each_file(tmp_path: Path) -> None:
-    """Read once, write many: three destinations copying the same offload read
-    each source byte about once between them (shared_read.py)."""
-    setup = make_setup(tmp_path, {"raid": 'media = "raid"', "nas": 'media = "nas"', "lto": 'media = "lto"'})
+    """Read once, write many: three destinations that start copying an offload
+    together read each source byte about once between them (shared_read.py),
+    however their threads are scheduled: the front holds a file's start for
+    the destinations the scheduler says are coming. (A destination busy with
+    other files when one starts reads it on its own later; not tested here.)"""
     sizes = [48 * 2**20, 40 * 2**20, 3 * 2**20] + [200_000] * 20
+    every_file_at_once = f"concurrency = {len(sizes)}"
+    setup = make_setup(tmp_path, {name: f'media = "{name}"\n{every_file_at_once}' for name in ("raid", "nas", "lto")})
     for i, size in enumerate(sizes):
         write_file(setup.watch / f"C001/clip{i:02}.mov", os.urandom(size), mtime=OLD)
     done = setup.run_once()

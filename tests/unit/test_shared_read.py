@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
 import xxhash
-
-from triplicate import source
+from triplicate import shared_read, source
 from triplicate.destinations.base import SourceFile
 from triplicate.errors import SourceChanged
 from triplicate.shared_read import COUNTERS, ReadShares
@@ -170,3 +171,71 @@ def test_a_resumed_read_hashes_the_prefix_through_the_share(tmp_path: Path, shar
         assert _drain(whole) == expected
         assert _drain(resumed) == expected[MiB + 5:]
         assert resumed.finish() == whole.finish() == xxhash.xxh64_hexdigest(expected)
+
+
+def test_the_start_is_held_for_a_reader_the_scheduler_expects(tmp_path: Path, shares: ReadShares, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shared_read, "JOIN_SECONDS", 30.0)
+    src = dataclasses.replace(_file(tmp_path, 4 * MiB), readers=2)
+    expected = src.path.read_bytes()
+    got: dict[str, bytes] = {}
+
+    def front() -> None:
+        with SourceReader(src, block_size=MiB) as early:
+            got["early"] = _drain(early)
+
+    def run() -> bytes:
+        thread = threading.Thread(target=front)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not shares.files or next(iter(shares.files.values()))[0].frontier < 2 * MiB:
+            assert time.monotonic() < deadline, "the front never reached the end of the start"
+            time.sleep(0.005)
+        assert thread.is_alive()  # held at the start (2 MiB here) for the expected reader
+        with SourceReader(src, block_size=MiB) as late:
+            assert late._shared is not None
+            late_bytes = _drain(late)
+        thread.join(timeout=10)
+        return late_bytes
+
+    got_late, read = _read_counted(run)
+    assert got_late == expected and got["early"] == expected
+    assert read == len(expected)
+
+
+def test_an_expected_reader_that_never_comes_holds_the_front_only_briefly(tmp_path: Path, shares: ReadShares, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shared_read, "JOIN_SECONDS", 0.05)
+    src = dataclasses.replace(_file(tmp_path, 4 * MiB), readers=3)
+    with SourceReader(src, block_size=MiB) as alone:
+        assert _drain(alone) == src.path.read_bytes()
+    assert shares.files == {}
+
+
+def test_readers_woken_together_never_read_a_block_twice(tmp_path: Path, shares: ReadShares, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two readers hold at the start for a third; when it joins both wake, and
+    the one that wakes after the other has read the next block must take it
+    from the window, not read it again."""
+    monkeypatch.setattr(shared_read, "JOIN_SECONDS", 30.0)
+    src = dataclasses.replace(_file(tmp_path, 6 * MiB), readers=3)
+    expected = src.path.read_bytes()
+    for _ in range(20):
+        got: list[bytes] = []
+
+        def drain() -> None:
+            with SourceReader(src, block_size=MiB) as reader:
+                got.append(_drain(reader))
+
+        def run() -> None:
+            threads = [threading.Thread(target=drain) for _ in range(2)]
+            for t in threads:
+                t.start()
+            deadline = time.monotonic() + 10
+            while not shares.files or sorted(next(iter(shares.files.values()))[0].positions.values()) != [2 * MiB] * 2:
+                assert time.monotonic() < deadline, "the two readers never reached the end of the start"
+                time.sleep(0.001)
+            drain()
+            for t in threads:
+                t.join(timeout=10)
+
+        _, read = _read_counted(run)
+        assert got == [expected] * 3
+        assert read == len(expected)

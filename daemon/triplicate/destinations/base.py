@@ -57,6 +57,9 @@ class SourceFile:
     xxh64: str | None = None  # known hash of this version, None until first read
     # bandwidth.Throttle of the destination; SourceReader waits on it for every block it hands out
     limiter: Any = field(default=None, compare=False, repr=False)
+    # destinations about to read this version together (scheduler.py); the first
+    # reader holds the file's start until they have joined it (shared_read.py)
+    readers: int = field(default=1, compare=False, repr=False)
 
 
 @dataclass
@@ -175,6 +178,17 @@ class CopiesInPlace(Protocol):
         file is then sent with `put`. Never removes `from_key` (a sealed ASC
         MHL generation lists it). `Receipt.bytes_sent` counts what crossed the
         network: 0 for a copy inside the service."""
+
+
+@runtime_checkable
+class HashesFirst(Protocol):
+    """What a destination says when some puts read the whole source once on
+    their own before sending it (S3 puts the xxh64 in a multipart upload's
+    metadata, so it needs the hash first). The scheduler does not hold a shared
+    read's start for such a put: it would join only after its own read."""
+
+    def hashes_first(self, size: int) -> bool:
+        """Whether a put of a file of `size` bytes, its hash not yet known, hashes it first."""
 
 
 DestinationFactory = Callable[[DestinationConfig], Destination]

@@ -178,6 +178,9 @@ class S3Destination:
     async def close(self) -> None:
         await self._api.close()
 
+    def hashes_first(self, size: int) -> bool:
+        return size > self.config.part_size  # multipart: the xxh64 goes in CreateMultipartUpload's metadata
+
     async def put(self, src: SourceFile, resume: ResumeState, progress: Progress | None = None) -> Receipt:
         # order: a saved upload (maybe already completed), else an identical object, else send
         full = self._full(src.key)
