@@ -205,3 +205,28 @@ async def test_a_hash_command_that_breaks_after_open(verify: str, sshd, tmp_path
         assert len(failed) == 1 and dest._hasher is None
     else:
         assert failed == [] and not (folder / "A001" / "clip.mov").exists()
+
+
+async def test_the_cutoff_between_hash_and_read_back_is_measured(sshd, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Unset remote_hash_min_size: the probe times a command, the first
+    read-back times the link, and the cut-off is their product."""
+    folder = fresh_folder(sshd)
+    dest = SftpDestination(config(sshd, str(folder)))
+    with capture_logs() as logs:
+        await dest.open()
+        try:
+            assert dest._costs.command_seconds is not None and dest._costs.command_seconds > 0
+            first = os.urandom(MiB)  # under the unmeasured cut-off: read back, which times the link
+            receipts = [await dest.put(source(tmp_path, "A001/first.mov", first), NoResume())]
+            cutoff = dest._costs.cutoff()
+            assert cutoff == int(dest._costs.command_seconds * dest._costs.read_rate)
+            above = os.urandom(cutoff + 1)
+            below = os.urandom(max(1, cutoff // 4))
+            receipts.append(await dest.put(source(tmp_path, "A001/above.mov", above), NoResume()))
+            receipts.append(await dest.put(source(tmp_path, "A001/below.mov", below), NoResume()))
+        finally:
+            await dest.close()
+    assert methods(logs) == ["remote-hash"]
+    assert [r.evidence["verified_by"] for r in receipts] == ["read-back", "remote-hash", "read-back"]
+    for name, data in (("first", first), ("above", above), ("below", below)):
+        assert (folder / "A001" / f"{name}.mov").read_bytes() == data

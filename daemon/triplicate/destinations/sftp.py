@@ -17,8 +17,9 @@ so the final name never holds a torn or unverified file.
   the network once. Whether it works is probed once at open by hashing a small
   file written over SFTP, which also proves that the command sees the paths the
   SFTP session sees (a chroot or a forced internal-sftp fails the probe).
-  Otherwise, and for files under `remote_hash_min_size` (starting a command
-  costs a login shell, more than reading a small file), the temp file is read
+  Otherwise, and for files small enough to read back in less time than a
+  command takes (a login shell; measured per destination, sftp_costs.py, or
+  `remote_hash_min_size`), the temp file is read
   back over SFTP (pipelined like the writes) and hashed here: each byte crosses
   the network twice. Either way the bytes may come from the server's page
   cache: this proves what the server's file system returns, not what its disk
@@ -79,6 +80,7 @@ from .base import (
     SourceFile,
     check_key,
 )
+from .sftp_costs import VerifyCosts
 
 if TYPE_CHECKING:  # asyncssh takes ~0.3 s to import: only when a destination connects
     import asyncssh
@@ -93,6 +95,7 @@ TRIES = 4  # per request; the scheduler retries the whole put later with backoff
 # Commands that print a file's xxh64 as big-endian hex (as ASC MHL writes it), tried in this order.
 REMOTE_HASHERS = ("xxhsum -H1", "xxh64sum")
 PROBE_SECONDS = 15.0  # a server that forces internal-sftp answers an exec with an SFTP server: it ends at stdin's EOF
+COMMAND_COST_SIZE = 4 * MiB  # remote hashes of files this small measure what a command costs
 REMOTE_HASH_RATE = 20 * MiB  # bytes/s a server hashes at least, for the command's timeout on a big file
 # Commands at once per connection: OpenSSH's MaxSessions (10) counts them with the SFTP session, and
 # a refused channel must not look like a lost connection.
@@ -147,10 +150,11 @@ class SftpConfig(DestinationConfig):
         'so the bytes cross the network once; "read-back" downloads the copy and hashes it here; "auto" uses the '
         "remote hash when the server has one (probed when the destination opens), else reads back.",
     )
-    remote_hash_min_size: ByteSize = Field(
-        default=16 * MiB,
-        description="Smallest file the remote hash checks; smaller ones are read back, which costs less than "
-        "starting a command on the server (a login shell: 20-200 ms).",
+    remote_hash_min_size: ByteSize | None = Field(
+        default=None,
+        description="Smallest file the remote hash checks; smaller ones are read back. Unset: the size whose "
+        "read-back takes as long as a remote command (a login shell: 20-200 ms), from this destination's own "
+        "measurements (sftp_costs.py): a few MiB on a LAN, a few hundred KiB on an uplink.",
     )
 
     @field_validator("path")
@@ -221,6 +225,7 @@ class SftpDestination:
         self._pool = _Pool(self._connect, config.connections)
         self._temps = _Temps()
         self._hasher: str | None = None  # the server's xxh64 command, once the probe found one
+        self._costs = VerifyCosts()
         self.log = log.bind(destination=self.name, server=self.where)
 
     def _path(self, key: str) -> str:
@@ -260,7 +265,7 @@ class SftpDestination:
         tmp, offset = await self._temp_and_offset(src, final, tmp, resume)
         try:
             xxh64 = await self._copy(src, tmp, offset, progress)
-            await self._check_copy(tmp, xxh64, src.size)
+            method = await self._check_copy(tmp, xxh64, src.size)
             await self._finish(tmp, final, src.mtime_ns)
         except VerificationFailed:
             await self._discard(tmp, resume)
@@ -271,7 +276,8 @@ class SftpDestination:
             await self._discard(tmp, resume)
             raise
         resume.clear()
-        return Receipt(key=src.key, size=src.size, xxh64=xxh64, bytes_sent=src.size - offset)
+        return Receipt(key=src.key, size=src.size, xxh64=xxh64, bytes_sent=src.size - offset,
+                       evidence={"verified_by": method})
 
     async def copy(self, from_key: str, src: SourceFile) -> Receipt | None:
         """copy-data@openssh.com (OpenSSH 9.0+): the server copies the old file
@@ -304,7 +310,7 @@ class SftpDestination:
             if not await self._call(f"copying {from_key} to {src.key}", op):
                 await self._discard(tmp, NoResume())
                 return None
-            await self._check_copy(tmp, src.xxh64, src.size)
+            method = await self._check_copy(tmp, src.xxh64, src.size)
             await self._finish(tmp, final, src.mtime_ns)
         except VerificationFailed:
             await self._discard(tmp, NoResume())
@@ -313,7 +319,7 @@ class SftpDestination:
             await self._discard(tmp, NoResume())
             raise
         return Receipt(key=src.key, size=src.size, xxh64=src.xxh64, bytes_sent=0,
-                       evidence={"copied_from": from_key, "how": "copy-data", "verified_by": self._verified_by(src.size)})
+                       evidence={"copied_from": from_key, "how": "copy-data", "verified_by": method})
 
     def _resumable_temp(self, src: SourceFile, final: str, resume: ResumeState) -> str | None:
         """The temp file of an interrupted put of this very version, if any."""
@@ -370,7 +376,7 @@ class SftpDestination:
         if found is None or found.size != src.size:
             return None
         try:
-            xxh64, length = await self._hash_remote(final, src.size)
+            xxh64, length, _ = await self._hash_remote(final, src.size)
         except _Missing:
             return None
         if xxh64 != src.xxh64 or length != src.size:
@@ -406,9 +412,10 @@ class SftpDestination:
             with contextlib.suppress(BaseException):
                 await asyncio.shield(pending)
 
-    async def _check_copy(self, path: str, xxh64: str, size: int) -> None:
+    async def _check_copy(self, path: str, xxh64: str, size: int) -> str:
+        """Raises unless the copy at `path` holds `xxh64`; returns how it was checked."""
         try:
-            copied, length = await self._hash_remote(path, size)
+            copied, length, method = await self._hash_remote(path, size)
         except _Missing:
             raise TransientError(
                 f"destination {self.name!r}: temporary file {path} vanished on {self.where} before it was checked; "
@@ -419,6 +426,7 @@ class SftpDestination:
                 f"destination {self.name!r}: copy at {path} on {self.where} read back as xxh64 {copied} "
                 f"({length} bytes), expected {xxh64} ({size} bytes); removed"
             )
+        return method
 
     async def _finish(self, tmp: str, final: str, mtime_ns: int) -> None:
         ssh = _asyncssh()
@@ -443,7 +451,7 @@ class SftpDestination:
     async def verify(self, key: str, xxh64: str, size: int) -> None:
         path = self._path(key)
         try:
-            found, length = await self._hash_remote(path, size)
+            found, length, _ = await self._hash_remote(path, size)
         except _Missing:
             raise PermanentError(
                 f"copy missing at destination {self.name!r}: {key} ({path} on {self.where})"
@@ -643,28 +651,32 @@ class SftpDestination:
 
     # ---- remote files -------------------------------------------------------------
 
-    def _verified_by(self, size: int) -> str:
-        return "remote-hash" if self._hasher is not None and size >= self.config.remote_hash_min_size else "read-back"
+    def _hashes_remotely(self, size: int) -> bool:
+        if self._hasher is None:
+            return False
+        cutoff = self.config.remote_hash_min_size
+        return size >= (self._costs.cutoff() if cutoff is None else cutoff)
 
-    async def _hash_remote(self, path: str, size: int) -> tuple[str, int]:
-        """xxh64 and length of a remote file expected to hold `size` bytes:
-        hashed by the server when it can and the file is big enough, else read
-        back. Raises _Missing."""
-        if self._hasher is not None and size >= self.config.remote_hash_min_size:
+    async def _hash_remote(self, path: str, size: int) -> tuple[str, int, str]:
+        """xxh64 and length of a remote file expected to hold `size` bytes, and
+        how they were found: hashed by the server when it can and the file is
+        big enough, else read back. Raises _Missing."""
+        if self._hashes_remotely(size):
             try:
-                return await self._hash_by_command(self._hasher, path)
+                return *await self._hash_by_command(self._hasher, path), "remote-hash"
             except _CommandFailed as exc:
                 if self.config.verify == "remote-hash":
                     raise TransientError(str(exc)) from None
                 # auto: the command worked at open and broke since (uninstalled, PATH changed)
                 self._hasher = None
                 self.log.warning("sftp_remote_hash_failed", error=str(exc), method="read-back")
-        return await self._read_back(path)
+        return *await self._read_back(path), "read-back"
 
     async def _read_back(self, path: str) -> tuple[str, int]:
         """xxh64 and length of a remote file, read in order with the next chunk
         already requested while the current one is hashed. Raises _Missing."""
         remote = _RemoteFile(self, path, "rb")
+        began = time.monotonic()
         digest = new_digest("xxh64")
         chunk = self.config.chunk_size
         reads: deque[asyncio.Future[bytes]] = deque()
@@ -684,6 +696,7 @@ class SftpDestination:
                 pending.cancel()
             await asyncio.gather(*reads, return_exceptions=True)
             await remote.close()
+        self._costs.note_read_back(total, time.monotonic() - began)
         return digest.hexdigest(), total
 
     async def _hash_by_command(self, command: str, path: str) -> tuple[str, int]:
@@ -697,6 +710,7 @@ class SftpDestination:
             except (ssh.SFTPNoSuchFile, ssh.SFTPNoSuchPath):
                 raise _Missing(path) from None
             timeout = 60.0 + size / REMOTE_HASH_RATE
+            began = time.monotonic()
             try:
                 result = await _run(session, f"{command} {shlex.quote(_shell_path(path))}", timeout=timeout)
             except (ssh.ChannelOpenError, ssh.TimeoutError) as exc:
@@ -714,6 +728,8 @@ class SftpDestination:
                     f"destination {self.name!r}: `{command}` on {self.where} printed no hash for {path} "
                     f"(exit status {result.exit_status}: {_first_line(result.stderr)}); retrying"
                 )
+            if size <= COMMAND_COST_SIZE:  # a bigger file's time is mostly hashing, not the command's cost
+                self._costs.note_command(time.monotonic() - began)
             return xxh64, size
 
         return await self._call(f"hashing {path} on the server", op)
@@ -754,6 +770,7 @@ class SftpDestination:
             session = await self._pool.get()
             for command in REMOTE_HASHERS:
                 try:
+                    began = time.monotonic()
                     result = await _run(session, f"{command} {shlex.quote(_shell_path(tmp))}", timeout=PROBE_SECONDS)
                 except (ssh.Error, OSError) as exc:  # no exec channel, a timeout: this server hashes nothing for us
                     if _is_connection_error(exc) and session.closed:
@@ -761,6 +778,7 @@ class SftpDestination:
                     reasons.append(f"{command.split()[0]}: {type(exc).__name__} {exc}".strip())
                     continue
                 if _printed_hash(result) == digest.hexdigest():
+                    self._costs.note_command(time.monotonic() - began)
                     return command, f"{command.split()[0]} hashed a probe file correctly"
                 reasons.append(f"{command.split()[0]}: exit status {result.exit_status}, "
                                f"{_first_line(result.stderr) or _first_line(result.stdout) or 'no output'}")
