@@ -28,7 +28,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirModifiedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers import Observer
 
 from . import mounts
@@ -195,6 +207,15 @@ class Settler:
         return ready
 
 
+WATCHED_EVENTS = [
+    FileCreatedEvent, FileModifiedEvent, FileClosedEvent, FileMovedEvent, FileDeletedEvent,
+    DirCreatedEvent, DirModifiedEvent, DirMovedEvent, DirDeletedEvent,
+]
+"""What the watcher asks the kernel for. Not opens and read-only closes: every
+destination opens each source file to read it, and those events cost the
+watcher thread (and the GIL the copies need) a wake-up each, for nothing."""
+
+
 class _EventBridge(FileSystemEventHandler):
     """Hands watchdog's thread events to the event loop; never blocks it."""
 
@@ -279,7 +300,7 @@ class WatchFolder:
         try:  # watchdog takes its inotify instance when built, its watches when started
             observer = Observer()
             bridge = _EventBridge(asyncio.get_running_loop(), self._on_event, self._on_gone)
-            observer.schedule(bridge, str(self.root), recursive=True)
+            observer.schedule(bridge, str(self.root), recursive=True, event_filter=WATCHED_EVENTS)
             observer.daemon = True
             observer.start()
         except OSError as exc:
