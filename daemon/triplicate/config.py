@@ -7,6 +7,7 @@ sentence naming the file and the key, never as a traceback.
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -54,6 +55,13 @@ class HttpSettings(_Strict):
 
 NOTIFY_EVENTS = ("offload_ready", "offload_safe", "file_failed", "destination_degraded", "destination_recovered")
 
+
+
+def token_problem(settings: HttpSettings | None, where: str = "") -> str | None:
+    if settings is None or settings.token_env is None or os.environ.get(settings.token_env):
+        return None
+    return (f"{where}[http].token_env names the environment variable {settings.token_env}, which is not set; "
+            "set it to the bearer token (or remove token_env)")
 
 class NotifySettings(_Strict):
     """One `[[notify]]`: a webhook (generic JSON or Slack-compatible) or a command (notify.py)."""

@@ -16,10 +16,9 @@ import structlog
 
 from . import config_secrets, offload_checks, pidfile
 from .bandwidth import Throttle, limit_at
-from .config import Config, WatchConfig
+from .config import Config, WatchConfig, token_problem
 from .destinations import registry
 from .destinations.base import Destination
-from .http_api import token_problem
 from .journal import CopyJob, IntegrityCheck, Journal, SeenFile
 from .known import KnownVersions
 from .logs import log_loop_errors

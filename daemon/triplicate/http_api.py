@@ -27,13 +27,6 @@ from .config import HttpSettings
 log = structlog.get_logger("triplicate.http")
 
 
-def token_problem(settings: HttpSettings | None, where: str = "") -> str | None:
-    if settings is None or settings.token_env is None or os.environ.get(settings.token_env):
-        return None
-    return (f"{where}[http].token_env names the environment variable {settings.token_env}, which is not set; "
-            "set it to the bearer token (or remove token_env)")
-
-
 class HttpApi:
     def __init__(
         self,

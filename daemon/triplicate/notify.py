@@ -22,13 +22,15 @@ import socket
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-import aiohttp
 import structlog
 
 from .config import NotifySettings
 from .fields import format_size
+
+if TYPE_CHECKING:  # aiohttp takes ~0.1 s to import: only when a webhook is posted
+    import aiohttp
 
 log = structlog.get_logger("triplicate.notify")
 
@@ -160,6 +162,8 @@ class Notifier:
         await self._post(url, body, s.timeout_seconds)
 
     async def _post(self, url: str, body: dict[str, Any], timeout: float) -> None:
+        import aiohttp
+
         if self._session is None:
             self._session = aiohttp.ClientSession()
         try:

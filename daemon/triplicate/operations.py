@@ -18,7 +18,6 @@ from . import report
 from .bandwidth import limit_at
 from .config import NOTIFY_EVENTS, Config, WatchConfig
 from .fields import age_text, format_size
-from .http_api import HttpApi
 from .journal import SeenFile
 from .live import LiveView
 from .metrics import Metrics
@@ -28,6 +27,7 @@ from .service import SystemdNotifier
 
 if TYPE_CHECKING:
     from .daemon import Daemon
+    from .http_api import HttpApi
 
 log = structlog.get_logger("triplicate.operations")
 
@@ -168,6 +168,8 @@ class Operations:
     async def _start_http(self, config: Config) -> None:
         if config.http is None:
             return
+        from .http_api import HttpApi  # aiohttp's server, ~0.1 s to import: only with [http]
+
         api = HttpApi(config.http, self.ready_problems, self.metrics.render, self.status_json, self.request_reload)
         if await api.start():
             self.http = api
