@@ -154,7 +154,7 @@ class SftpConfig(DestinationConfig):
         default=None,
         description="Smallest file the remote hash checks; smaller ones are read back. Unset: the size whose "
         "read-back takes as long as a remote command (a login shell: 20-200 ms), from this destination's own "
-        "measurements (sftp_costs.py): a few MiB on a LAN, a few hundred KiB on an uplink.",
+        "measurements (sftp_costs.py): a 20 ms command makes it 6 MB at 300 MB/s, 500 KB at 200 Mbit/s.",
     )
 
     @field_validator("path")

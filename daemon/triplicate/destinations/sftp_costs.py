@@ -3,9 +3,8 @@
 A copy is checked by hashing it on the server (one command over SSH: a fixed
 cost of a channel, a login shell and a process, whatever the size) or by
 reading it back (its size over the link, plus a few round trips). Which is
-cheaper depends on the link: on a LAN a few MiB come back in the time a
-command starts; on a 200 Mbit/s uplink shared with the uploads, 250 KiB
-already cost more. So the cut-off is the command's measured time multiplied by
+cheaper depends on the link: a 20 ms command costs what reading back 6 MB
+costs at 300 MB/s on a LAN, or 500 KB on a 200 Mbit/s uplink. So the cut-off is the command's measured time multiplied by
 the measured read-back rate, both kept as moving averages per destination.
 """
 
