@@ -20,7 +20,7 @@ class Measured:
     argv: list[str]
     seconds: float
     returncode: int
-    max_rss_bytes: int  # peak RSS (VmHWM sampled every ~20 ms) of the process itself, not its children
+    max_rss_bytes: int  # peak RSS: VmHWM of the process plus those of its descendants (sampled every ~20 ms)
     read_bytes: int  # from the device (/proc/<pid>/io read_bytes)
     rchar: int  # every byte read() returned: files, sockets, pipes
     cpu_seconds: float
@@ -49,6 +49,32 @@ def _peak_rss(pid: int) -> int:
     return 0
 
 
+def _descendants(pid: int) -> list[int]:
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            parents.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        kids = parents.get(todo.pop(), [])
+        found += kids
+        todo += kids
+    return found
+
+
+def _tree_peak_rss(pid: int, peaks: dict[int, int]) -> int:
+    """Each process's own high-water mark, summed over the tree (a destination
+    in a process of its own holds its buffers there). The peaks may fall at
+    different moments, so the sum is an upper bound."""
+    for p in (pid, *_descendants(pid)):
+        peaks[p] = max(peaks.get(p, 0), _peak_rss(p))
+    return sum(peaks.values())
+
+
 def run_measured(
     argv: Sequence[str],
     env: dict[str, str] | None = None,
@@ -64,13 +90,13 @@ def run_measured(
         if on_start is not None:
             on_start(proc)
         deadline = began + timeout
-        peak, polls = 0, 0
+        peak, polls, peaks = 0, 0, {}
         while True:  # WNOWAIT: exited but not reaped, /proc/<pid>/io still there
             info = os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT | os.WNOHANG)
             if info is not None:
                 break
             if polls % 10 == 0:
-                peak = max(peak, _peak_rss(proc.pid))
+                peak = max(peak, _tree_peak_rss(proc.pid, peaks))
             polls += 1
             if time.perf_counter() > deadline:
                 proc.kill()

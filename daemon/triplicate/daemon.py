@@ -61,7 +61,7 @@ class Daemon:
         self.once = once
         self.check = check  # the journal's integrity check, begun before the daemon was loaded
         self.journal = Journal(config.daemon.journal_path())
-        self.destinations = {d.name: registry.create(d) for d in config.destination}
+        self.destinations = {d.name: registry.create_for_daemon(d) for d in config.destination}
         self.manifests = ManifestWriter(self.journal, self.destinations)
         self.files_in_flight = FilesInFlight()
         self.runners = {name: self._runner(dest) for name, dest in self.destinations.items()}

@@ -23,7 +23,11 @@ def _mask_secrets(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
+SETTINGS = {"format": "console", "level": "info"}  # as last configured; destinations in their own process log the same way
+
+
 def configure(log_format: str = "console", level: str = "info") -> None:
+    SETTINGS.update(format=log_format, level=level)
     renderer: Any
     if log_format == "json":
         renderer = structlog.processors.JSONRenderer()

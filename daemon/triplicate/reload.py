@@ -93,7 +93,7 @@ def _start_after_retired(daemon: "Daemon", dest_config: Any) -> None:
 
     async def start() -> None:
         await asyncio.gather(*previous, return_exceptions=True)
-        dest = registry.create(dest_config)
+        dest = registry.create_for_daemon(dest_config)
         daemon.destinations[name] = dest
         daemon.manifests.track(name)
         runner = daemon._runner(dest)

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import structlog
 
-from .destinations.base import CopiesInPlace, Destination, HashesFirst, Receipt, SourceFile
+from .destinations.base import CopiesInPlace, Destination, Receipt, SharedReads, SourceFile
 from .errors import (
     CopyRefused,
     PermanentError,
@@ -172,7 +172,7 @@ class DestinationRunner:
             return False
         if self.name in self.files_in_flight.copying.get(job.file_id, ()):
             return False
-        if job.xxh64 is None and isinstance(self.dest, HashesFirst) and self.dest.hashes_first(job.size):
+        if isinstance(self.dest, SharedReads) and not self.dest.joins_shared_read(job.size, job.xxh64 is not None):
             return False
         return bool(self.journal.due_among(self.name, [job.file_id], now))
 

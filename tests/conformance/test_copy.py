@@ -74,7 +74,7 @@ async def test_copy_from_a_damaged_copy_is_refused(case: Case, tmp_path: Path) -
     assert await case.leftovers() == []
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if c.startswith("s3")], indirect=True)  # UploadPartCopy is S3's
+@pytest.mark.parametrize("case", [c for c in CASES if c.startswith("s3") and "+" not in c], indirect=True)  # UploadPartCopy is S3's; the limit is patched in this process
 async def test_s3_copy_above_the_single_request_limit_goes_in_parts(
     case: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

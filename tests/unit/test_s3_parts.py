@@ -70,17 +70,17 @@ def test_config_defaults_and_sizes_with_units() -> None:
     config = s3(part_size="128MiB", prefix="/show/")
     assert config.part_size == 128 * MiB and config.prefix == "show/"
     default = s3()
-    assert (default.part_size, default.part_concurrency, default.checksum) == (16 * MiB, 8, "crc32c")
+    assert (default.part_size, default.part_concurrency, default.checksum) == (8 * MiB, 8, "crc32c")
     assert default.offsite and default.media == "cloud" and default.prefix == ""
 
 
 def test_default_parts_in_flight_fit_the_memory_budget() -> None:
     """A file in flight holds part_concurrency buffers of the part size; with the
-    defaults that stays at 128 MiB up to 156 GiB, and the part only grows beyond."""
+    defaults that stays at 64 MiB up to 78 GiB, and the part only grows beyond."""
     default = s3()
-    assert default.part_concurrency * plan_parts(20 * GiB, default.part_size).part_size <= 128 * MiB
-    assert plan_parts(16 * MiB * MAX_PARTS, default.part_size).part_size == 16 * MiB
-    assert plan_parts(16 * MiB * MAX_PARTS + 1, default.part_size).part_size == 17 * MiB
+    assert default.part_concurrency * plan_parts(20 * GiB, default.part_size).part_size <= 64 * MiB
+    assert plan_parts(8 * MiB * MAX_PARTS, default.part_size).part_size == 8 * MiB
+    assert plan_parts(8 * MiB * MAX_PARTS + 1, default.part_size).part_size == 9 * MiB
 
 
 @pytest.mark.parametrize("bad", [{"part_size": "4MiB"}, {"part_size": "6GiB"}, {"checksum": "crc64"},

@@ -40,6 +40,13 @@ class DestinationConfig(BaseModel):
         description='Limit, e.g. "200Mbit/s", or rules such as [{ days = "mon-fri", from = "09:00", to = "19:00", '
         'limit = "200Mbit/s" }, { limit = "unlimited" }]; see bandwidth.py. Default: unlimited.',
     )
+    own_process: bool | None = Field(
+        default=None,
+        description="Run this destination's transfers in a process of its own, so that its protocol work (request "
+        "signing, encryption, packets) uses another CPU core than the daemon's. Default: yes for network destinations "
+        "(s3, azure, sftp) on a machine with more than one core; no for local folders, which share the daemon's "
+        "one read of each source file.",
+    )
 
 
 @dataclass(frozen=True)
@@ -181,14 +188,16 @@ class CopiesInPlace(Protocol):
 
 
 @runtime_checkable
-class HashesFirst(Protocol):
-    """What a destination says when some puts read the whole source once on
-    their own before sending it (S3 puts the xxh64 in a multipart upload's
-    metadata, so it needs the hash first). The scheduler does not hold a shared
-    read's start for such a put: it would join only after its own read."""
+class SharedReads(Protocol):
+    """What a destination says when some of its puts would not join other
+    destinations' shared read of a file from its start: an S3 multipart put
+    whose hash is unknown reads the whole source once on its own first (the
+    xxh64 goes in the upload's metadata), and a destination in a process of
+    its own reads there. The scheduler holds a shared read's start only for
+    destinations that join it. Without this method a destination joins."""
 
-    def hashes_first(self, size: int) -> bool:
-        """Whether a put of a file of `size` bytes, its hash not yet known, hashes it first."""
+    def joins_shared_read(self, size: int, hash_known: bool) -> bool:
+        """Whether a put of a file of `size` bytes reads alongside the others from its start."""
 
 
 DestinationFactory = Callable[[DestinationConfig], Destination]

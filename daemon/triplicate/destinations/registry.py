@@ -7,6 +7,7 @@ that belongs to another type is a clear config error.
 
 from __future__ import annotations
 
+import os
 from typing import Annotated, Union
 
 from pydantic import Field
@@ -34,3 +35,19 @@ def create(config: DestinationConfig) -> Destination:
     """A destination object for `config` (not yet opened)."""
     cls = TYPES[config.type][1]  # type: ignore[attr-defined]
     return cls(config)  # type: ignore[no-any-return]
+
+
+def runs_apart(config: DestinationConfig) -> bool:
+    """Whether the daemon runs this destination in a process of its own."""
+    if config.own_process is not None:
+        return config.own_process
+    return config.type != "local" and (os.cpu_count() or 1) > 1  # type: ignore[attr-defined]
+
+
+def create_for_daemon(config: DestinationConfig) -> Destination:
+    """Like `create`, in a process of its own where `runs_apart` says so."""
+    if runs_apart(config):
+        from .process import ProcessDestination
+
+        return ProcessDestination(config)
+    return create(config)

@@ -94,14 +94,14 @@ class S3Config(DestinationConfig):
         "Objects in GLACIER or DEEP_ARCHIVE must be restored before `verify` can read them.",
     )
     part_size: ByteSize = Field(
-        default=16 * MiB,
+        default=8 * MiB,
         description='One part of a multipart upload, e.g. "16MiB" (5 MiB to 5 GiB), grown so that no file needs more '
-        "than 10,000 parts (beyond 156 GiB at 16 MiB). Files up to this size go up in one request.",
+        "than 10,000 parts (beyond 78 GiB at 8 MiB). Files up to this size go up in one request.",
     )
     part_concurrency: int = Field(
         default=8, ge=1, le=32,
         description="Parts of one file in flight at once, each in a buffer of part_size: a file being sent holds "
-        "part_concurrency x part_size of memory (128 MiB by default), whatever its size.",
+        "part_concurrency x part_size of memory (64 MiB by default), whatever its size.",
     )
     checksum: Literal["crc32c", "sha256", "md5", "none"] = Field(
         default="crc32c",
@@ -178,8 +178,8 @@ class S3Destination:
     async def close(self) -> None:
         await self._api.close()
 
-    def hashes_first(self, size: int) -> bool:
-        return size > self.config.part_size  # multipart: the xxh64 goes in CreateMultipartUpload's metadata
+    def joins_shared_read(self, size: int, hash_known: bool) -> bool:
+        return hash_known or size <= self.config.part_size  # multipart: the xxh64 goes in CreateMultipartUpload's metadata
 
     async def put(self, src: SourceFile, resume: ResumeState, progress: Progress | None = None) -> Receipt:
         # order: a saved upload (maybe already completed), else an identical object, else send
