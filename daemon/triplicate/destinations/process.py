@@ -33,8 +33,11 @@ from .base import DestinationConfig, Progress, Receipt, RemoteObject, ResumeStat
 from .process_wire import decode, encode
 
 log = structlog.get_logger("triplicate.process")
-CANCEL_WAIT = 10.0  # seconds a cancelled call may take to wind down in the child
-CLOSE_WAIT = 10.0
+# A stop must stay bounded whatever the child is waiting on (a server that is
+# down): each step gets a few seconds, then the child is killed, as the daemon's
+# own tasks would be cancelled. Its journal state is already safe either way.
+CANCEL_WAIT = 2.0  # seconds a cancelled call may take to wind down in the child
+CLOSE_WAIT = 3.0  # per step of a close: calls in flight, the destination's close, the exit
 
 
 @dataclass
