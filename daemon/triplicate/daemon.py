@@ -27,6 +27,7 @@ from .operations import Operations
 from .retry import Backoff
 from .scheduler import DestinationRunner, FilesInFlight
 from .shared_read import COUNTERS as SOURCE_READS
+from .source import io_threads
 from .watch import WatchFolder
 
 DEFERRED_LOOK_SECONDS = 0.25
@@ -144,7 +145,8 @@ class Daemon:
         """Returns the exit code: 0 when every copy is verified (once), else 1."""
         loop = asyncio.get_running_loop()
         log_loop_errors(loop)
-        loop.set_default_executor(ThreadPoolExecutor(self._io_threads(), thread_name_prefix="triplicate-io"))
+        threads = io_threads(sum(d.config.concurrency for d in self.destinations.values()))
+        loop.set_default_executor(ThreadPoolExecutor(threads, thread_name_prefix="triplicate-io"))
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
         if not self.once:
@@ -222,13 +224,6 @@ class Daemon:
             pidfile.remove(self.journal.path)
         # bytes read from source files against bytes handed to destinations: < 1 when copies shared reads
         log.info("daemon_stopped", source_read_bytes=SOURCE_READS.read_bytes, source_served_bytes=SOURCE_READS.served_bytes)
-
-    def _io_threads(self) -> int:
-        """Blocking reads and writes run in threads. Python's default of cores + 4
-        is too few: a local copy holds a thread for a whole file, and a reader
-        ahead of its share waits in one (shared_read.py) for slower readers,
-        which need threads of their own to catch up."""
-        return 8 + sum(4 * d.config.concurrency for d in self.destinations.values())
 
     def _exit_code(self) -> int:
         if not self.once:

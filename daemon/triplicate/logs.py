@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from typing import Any
+from typing import Any, Callable
 
 import structlog
 
@@ -23,11 +23,11 @@ def _mask_secrets(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
-SETTINGS = {"format": "console", "level": "info"}  # as last configured; destinations in their own process log the same way
+SETTINGS = {"level": "info"}  # as last configured; destinations in their own process filter at the same level
 
 
 def configure(log_format: str = "console", level: str = "info") -> None:
-    SETTINGS.update(format=log_format, level=level)
+    SETTINGS.update(level=level)
     renderer: Any
     if log_format == "json":
         renderer = structlog.processors.JSONRenderer()
@@ -44,6 +44,28 @@ def configure(log_format: str = "console", level: str = "info") -> None:
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+
+
+def configure_forwarding(forward: Callable[[str, dict[str, Any]], None], level: str) -> None:
+    """For a destination in a process of its own: every event, secrets masked,
+    goes to `forward(level, fields)` (to the daemon, which renders it in its
+    own stream) instead of being printed here."""
+
+    def hand_over(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+        forward(event.pop("level", "info"), event)
+        raise structlog.DropEvent
+
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            _mask_secrets,
+            structlog.processors.format_exc_info,
+            hand_over,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
         cache_logger_on_first_use=True,
     )
 

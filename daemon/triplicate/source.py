@@ -21,6 +21,15 @@ from .hashing import BLOCK_SIZE, advise_sequential, new_digest
 from .shared_read import COUNTERS, SHARES, Detached, SharedFile, file_key
 
 
+def io_threads(concurrency: int) -> int:
+    """Threads for blocking reads and writes, for destinations copying
+    `concurrency` files at once between them. Python's default of cores + 4 is
+    too few: a local copy holds a thread for a whole file, an S3 upload one per
+    part buffer, and a reader ahead of its share waits in one (shared_read.py)
+    for slower readers, which need threads of their own to catch up."""
+    return 8 + 4 * concurrency
+
+
 def _signature(st: os.stat_result) -> tuple[int, int]:
     return st.st_size, st.st_mtime_ns
 

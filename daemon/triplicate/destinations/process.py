@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
-import struct
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,7 +29,7 @@ from ..errors import TransientError
 from ..logs import SETTINGS
 from ..shared_read import COUNTERS
 from .base import DestinationConfig, Progress, Receipt, RemoteObject, ResumeState, SourceFile
-from .process_wire import decode, encode
+from .process_wire import encode, read_stream
 
 log = structlog.get_logger("triplicate.process")
 # A stop must stay bounded whatever the child is waiting on (a server that is
@@ -77,7 +76,7 @@ class ProcessDestination:
         if proc is None:
             return
         try:
-            if proc.returncode is None and self._reader is not None and not self._reader.done():
+            if self._alive():
                 # calls still running (an ASC MHL generation being written) end first, as they
                 # would in the daemon's own process, rather than being cut off with the child
                 ending = [call.ended.wait() for call in self._calls.values()]
@@ -121,7 +120,14 @@ class ProcessDestination:
 
     @property
     def pid(self) -> int | None:
-        return None if self._proc is None or self._proc.returncode is not None else self._proc.pid
+        return self._proc.pid if self._alive() else None
+
+    def _alive(self) -> bool:
+        """A child that runs and whose messages are still being read."""
+        return (
+            self._proc is not None and self._proc.returncode is None
+            and self._reader is not None and not self._reader.done()
+        )
 
     # ---- calls -------------------------------------------------------------
 
@@ -144,8 +150,7 @@ class ProcessDestination:
             await self._wind_down(proc, call_id, call)
             raise
         finally:
-            if call.future.done():
-                self._calls.pop(call_id, None)
+            self._calls.pop(call_id, None)
 
     async def _wind_down(self, proc: asyncio.subprocess.Process, call_id: int, call: _Call) -> None:
         """A cancelled call: the child cancels its side; its last resume
@@ -155,12 +160,11 @@ class ProcessDestination:
         try:
             await self._send(proc, ("cancel", call_id))
             await asyncio.wait_for(call.ended.wait(), CANCEL_WAIT)
-        except (asyncio.TimeoutError, ConnectionError, asyncio.CancelledError):
-            pass
+        except (asyncio.TimeoutError, TransientError, asyncio.CancelledError):
+            pass  # the child is gone or slow: the claim is released all the same
         finally:
             if not call.future.done():
                 call.future.cancel()
-            self._calls.pop(call_id, None)
 
     def _send_rate(self, proc: asyncio.subprocess.Process, call: _Call) -> None:
         rate = getattr(call.limiter, "rate", None)
@@ -184,12 +188,13 @@ class ProcessDestination:
         destination not opened (or closed), which could only refuse the call."""
         if not (starting or self._opened):
             raise TransientError(f"destination {self.name!r} is not open")
-        if self._proc is not None and self._proc.returncode is None and self._reader is not None and not self._reader.done():
+        if self._alive():
+            assert self._proc is not None
             return self._proc
         if self._starting is None:
             self._starting = asyncio.Lock()
         async with self._starting:
-            if self._proc is None or self._proc.returncode is not None or self._reader is None or self._reader.done():
+            if not self._alive():
                 proc = await self._start()
                 if self._opened:
                     await self._invoke(proc, "open", (), {})
@@ -227,12 +232,7 @@ class ProcessDestination:
     async def _read(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stdout is not None
         try:
-            while True:
-                try:
-                    head = await proc.stdout.readexactly(4)
-                    message = decode(await proc.stdout.readexactly(struct.unpack(">I", head)[0]))
-                except asyncio.IncompleteReadError:
-                    break
+            while (message := await read_stream(proc.stdout)) is not None:
                 self._handle(message)
         finally:
             code = await proc.wait()
@@ -252,8 +252,8 @@ class ProcessDestination:
         kind = message[0]
         if kind == "log":
             _, level, fields = message
-            event = fields.pop("event", "")
-            getattr(structlog.get_logger(), level, structlog.get_logger().info)(event, **fields)
+            logger = structlog.get_logger()
+            getattr(logger, level, logger.info)(fields.pop("event", ""), **fields)
             return
         if kind == "counters":
             COUNTERS.add(message[1], message[2])

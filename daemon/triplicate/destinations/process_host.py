@@ -30,8 +30,9 @@ import structlog
 
 from ..bandwidth import Throttle
 from ..errors import TransientError, TriplicateError
-from ..logs import _mask_secrets, log_loop_errors
+from ..logs import configure_forwarding, log_loop_errors
 from ..shared_read import COUNTERS
+from ..source import io_threads
 from . import registry
 from .base import SourceFile
 from .process_wire import Sender, read_message
@@ -94,8 +95,7 @@ class Host:
     async def serve(self, fd: int) -> None:
         loop = asyncio.get_running_loop()
         log_loop_errors(loop)  # as in the daemon: asyncssh leaves unretrieved task errors when a connection drops
-        # reads and hashing run in threads: a thread per file in flight and per part buffer, as the daemon sizes its own
-        loop.set_default_executor(ThreadPoolExecutor(8 + 4 * self.dest.config.concurrency, thread_name_prefix="triplicate-io"))
+        loop.set_default_executor(ThreadPoolExecutor(io_threads(self.dest.config.concurrency), thread_name_prefix="triplicate-io"))
         inbox: asyncio.Queue[tuple[Any, ...] | None] = asyncio.Queue()
 
         def pump() -> None:  # blocking reads in a thread: no event-loop pipe plumbing needed
@@ -180,24 +180,7 @@ def _plain(value: Any) -> Any:
 
 def _ship_logs(sender: Sender, level: str) -> None:
     """Log events go to the daemon, which renders them in its own stream."""
-    import logging
-
-    def ship(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
-        fields = {k: _plain(v) for k, v in event.items()}
-        sender.send("log", fields.pop("level", "info"), fields)
-        raise structlog.DropEvent
-
-    structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            _mask_secrets,
-            structlog.processors.format_exc_info,
-            ship,
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
-        cache_logger_on_first_use=True,
-    )
+    configure_forwarding(lambda lvl, event: sender.send("log", lvl, {k: _plain(v) for k, v in event.items()}), level)
 
 
 def _die_with_parent() -> None:

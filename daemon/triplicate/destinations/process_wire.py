@@ -7,6 +7,7 @@ the config, SourceFile, Receipt and the named exceptions as they are.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pickle
 import struct
@@ -46,6 +47,15 @@ def read_message(fd: int) -> tuple[Any, ...] | None:
         return None
     body = _read_exactly(fd, _LENGTH.unpack(head)[0])
     return None if body is None else decode(body)
+
+
+async def read_stream(stream: asyncio.StreamReader) -> tuple[Any, ...] | None:
+    """The next message from an asyncio stream; None at its end."""
+    try:
+        head = await stream.readexactly(_LENGTH.size)
+        return decode(await stream.readexactly(_LENGTH.unpack(head)[0]))
+    except asyncio.IncompleteReadError:
+        return None
 
 
 class Sender:
