@@ -100,6 +100,26 @@ def test_recovery_finds_rows_in_flight_by_index(journal: Journal) -> None:
     assert "copies_transferring" in " ".join(str(row[-1]) for row in plan), plan
 
 
+def test_copies_of_files_in_flight_are_found_without_walking_the_backlog(journal: Journal) -> None:
+    # every claim asks this of the files other destinations are copying; a
+    # plan through copies_due read every pending copy of the destination
+    ids = journal.ingest([seen(f"A001/f{i:05d}.dpx") for i in range(5000)], ["nearline", "cloud"])
+    steps = 0
+
+    def count() -> int:
+        nonlocal steps
+        steps += 1
+        return 0
+
+    journal.db.set_progress_handler(count, 10)
+    try:
+        found = journal.due_among("cloud", ids[-16:], now=1e12)
+    finally:
+        journal.db.set_progress_handler(None, 0)
+    assert len(found) == 16
+    assert steps < 200, f"{steps * 10} SQLite steps for 16 files among 5000 pending"
+
+
 def test_known_versions_are_read_per_offload_on_first_question(journal: Journal) -> None:
     journal.ingest([seen("A001/a.mov", 10, 1), seen("A001/sub/b.mov", 20, 2), seen("B002/c.mov", 30, 3),
                     seen("loose.wav", 40, 4)], ["nearline"])
