@@ -3,8 +3,10 @@ arithmetic, the error classification. No server needed."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
+import io
 import subprocess
 import sys
 from pathlib import Path
@@ -176,11 +178,32 @@ def test_a_request_body_is_a_view_of_the_buffer_not_a_copy() -> None:
     buffer = bytearray(b"0123456789")
     counted: list[int] = []
     body = _Body(memoryview(buffer)[2:8], counted.append)
-    assert body.read(3) == b"234" and counted == []  # not armed: botocore's own read (signing)
+    assert body.read(3) == b"234" and counted == []  # botocore's own read (signing) is not sending
     body.seek(0)
     buffer[2] = ord("X")  # the body sees the buffer itself
     assert body.read() == b"X34567" and body.read() == b"" and body.tell() == 6
     assert body.seek(-2, 2) == 4 and body.read(10) == b"67"
+    assert not isinstance(body, io.IOBase), "aiohttp would send a file-like body 64 KiB per worker-thread hop"
+
+
+def test_a_request_body_is_sent_in_slices_counted_as_they_go(monkeypatch: pytest.MonkeyPatch) -> None:
+    from aiohttp import payload
+
+    from triplicate.destinations import s3_requests
+    from triplicate.destinations.s3_requests import _Body
+
+    monkeypatch.setattr(s3_requests, "SEND_CHUNK", 4)
+    buffer = bytearray(b"0123456789")
+    counted: list[int] = []
+    body = _Body(buffer, counted.append)
+    assert isinstance(payload.PAYLOAD_REGISTRY.get(body), payload.AsyncIterablePayload)
+
+    async def drain() -> list[memoryview]:
+        return [chunk async for chunk in body]
+
+    chunks = asyncio.run(drain())
+    assert [bytes(c) for c in chunks] == [b"0123", b"4567", b"89"] and counted == [4, 4, 2]
+    assert all(c.obj is buffer for c in chunks), "slices of the caller's buffer, not copies"
 
 
 def test_only_crc32c_and_sha256_send_checksum_headers() -> None:
