@@ -36,15 +36,21 @@ class JournalResume:
     def __init__(self, journal: Journal, copy_id: int) -> None:
         self.journal = journal
         self.copy_id = copy_id
+        self._empty = False  # known to hold nothing: a clear need not write
 
     def load(self) -> dict[str, Any] | None:
-        return self.journal.load_resume(self.copy_id)
+        state = self.journal.load_resume(self.copy_id)
+        self._empty = state is None
+        return state
 
     def save(self, state: dict[str, Any]) -> None:
         self.journal.save_resume(self.copy_id, state)
+        self._empty = False
 
     def clear(self) -> None:
-        self.journal.save_resume(self.copy_id, None)
+        if not self._empty:  # a transaction per copied file otherwise, for a small file's nothing
+            self.journal.save_resume(self.copy_id, None)
+            self._empty = True
 
 
 class FilesInFlight:

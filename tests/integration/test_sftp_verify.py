@@ -4,7 +4,9 @@ stale temp files are found without listing a folder per file."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -168,6 +170,84 @@ async def test_a_folder_is_listed_once_and_this_runs_temps_are_removed_by_name(s
     finally:
         await dest.close()
     assert temps(folder) == [] and len(listed) == 1
+
+
+async def test_puts_into_a_listed_folder_look_up_nothing(sshd, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # a frame sequence: each stat is a round trip per file (the folder made
+    # sure of, the final name looked for), which the folder's one listing answers
+    folder = fresh_folder(sshd)
+    import asyncssh
+
+    looked: list[object] = []
+    real_stat = asyncssh.SFTPClient.stat
+
+    async def stat(self: Any, path: Any, *args: Any, **kwargs: Any) -> Any:
+        looked.append(path)
+        return await real_stat(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(asyncssh.SFTPClient, "stat", stat)
+    dest = SftpDestination(config(sshd, str(folder), verify="read-back"))
+    try:
+        await dest.put(source(tmp_path, "A001/f0.dpx", os.urandom(1000)), NoResume())
+        looked.clear()
+        for i in range(1, 6):
+            data = os.urandom(1000)
+            # the hash known (another destination has the file): an identical copy would be looked for
+            src = dataclasses.replace(source(tmp_path, f"A001/f{i}.dpx", data), xxh64=xxh64_bytes(data))
+            await dest.put(src, NoResume())
+        assert looked == []
+        # a name already there is still looked at, and kept when identical
+        data = (folder / "A001" / "f3.dpx").read_bytes()
+        again = dataclasses.replace(source(tmp_path, "A001/f3.dpx", data), xxh64=xxh64_bytes(data))
+        assert (await dest.put(again, NoResume())).skipped and len(looked) == 1
+    finally:
+        await dest.close()
+
+
+async def test_a_folder_removed_behind_a_running_destination_is_made_again(sshd, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    folder = fresh_folder(sshd)
+    dest = SftpDestination(config(sshd, str(folder), verify="read-back"))
+    try:
+        await dest.put(source(tmp_path, "A001/f0.dpx", b"first"), NoResume())
+        shutil.rmtree(folder / "A001")
+        for attempt in range(2):  # the first may fail (the folder was known), the scheduler's retry may not
+            try:
+                await dest.put(source(tmp_path, "A001/f1.dpx", b"second"), NoResume())
+                break
+            except TransientError:
+                assert attempt == 0
+    finally:
+        await dest.close()
+    assert (folder / "A001" / "f1.dpx").read_bytes() == b"second"
+
+
+async def test_a_read_back_asks_for_the_expected_bytes_and_one_more(sshd, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import asyncssh
+
+    reads: list[tuple[int, int]] = []
+    real_read = asyncssh.sftp.SFTPClientHandler.read
+
+    async def read(self: Any, handle: bytes, offset: int, length: int) -> Any:
+        reads.append((offset, length))
+        return await real_read(self, handle, offset, length)
+
+    monkeypatch.setattr(asyncssh.sftp.SFTPClientHandler, "read", read)
+    folder = fresh_folder(sshd)
+    dest = SftpDestination(config(sshd, str(folder), verify="read-back"))
+    data = os.urandom(100_000)
+    try:
+        await dest.put(source(tmp_path, "A001/f.dpx", data), NoResume())
+        # one request for the bytes (a chunk-sized read was 32 requests) and one for the end
+        assert reads == [(0, 100_000), (100_000, 1)]
+        grown, shrunk = data + b"tail", data[:-10]
+        for changed in (grown, shrunk):
+            (folder / "A001" / "f.dpx").write_bytes(changed)
+            with pytest.raises(VerificationFailed, match=f"\\({len(changed)} bytes\\)"):
+                await dest.verify("A001/f.dpx", xxh64_bytes(data), len(data))
+        (folder / "A001" / "f.dpx").write_bytes(data)
+        await dest.verify("A001/f.dpx", xxh64_bytes(data), len(data))
+    finally:
+        await dest.close()
 
 
 async def test_aes_gcm_is_preferred_and_nothing_is_compressed(sshd) -> None:  # type: ignore[no-untyped-def]

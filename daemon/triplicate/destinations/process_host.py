@@ -55,8 +55,9 @@ class _Resume:
         self.sender.send("resume", self.call_id, state)
 
     def clear(self) -> None:
-        self.state = None
-        self.sender.send("resume", self.call_id, None)
+        if self.state is not None:  # nothing saved nor loaded: nothing to clear
+            self.state = None
+            self.sender.send("resume", self.call_id, None)
 
 
 class _Progress:

@@ -256,7 +256,16 @@ class SftpDestination:
     async def put(self, src: SourceFile, resume: ResumeState, progress: Progress | None = None) -> Receipt:
         final = self._path(src.key)
         tmp = self._resumable_temp(src, final, resume)
-        await self._makedirs(posixpath.dirname(final))
+        try:
+            return await self._put(src, final, tmp, resume, progress)
+        except (TransientError, PermanentError):
+            self._temps.forget(posixpath.dirname(final))  # it may be gone: the next put looks again
+            raise
+
+    async def _put(
+        self, src: SourceFile, final: str, tmp: str | None, resume: ResumeState, progress: Progress | None
+    ) -> Receipt:
+        await self._folder_for(final)
         await self._remove_stale_temps(final, keep=tmp)
         existing = await self._identical(final, src)
         if existing is not None:
@@ -289,7 +298,7 @@ class SftpDestination:
         found = await self._stat_path(old)
         if found is None or found.size != src.size:
             return None
-        await self._makedirs(posixpath.dirname(final))
+        await self._folder_for(final)
         await self._remove_stale_temps(final, keep=None)
         existing = await self._identical(final, src)
         if existing is not None:
@@ -315,7 +324,9 @@ class SftpDestination:
         except VerificationFailed:
             await self._discard(tmp, NoResume())
             return None  # the old copy is not those bytes (`verify` will say so): send the file
-        except BaseException:
+        except BaseException as exc:
+            if isinstance(exc, (TransientError, PermanentError)):
+                self._temps.forget(posixpath.dirname(final))
             await self._discard(tmp, NoResume())
             raise
         return Receipt(key=src.key, size=src.size, xxh64=src.xxh64, bytes_sent=0,
@@ -348,7 +359,10 @@ class SftpDestination:
             self.log.info("sftp_resume", file=src.key, offset=offset, size=src.size)
             return tmp, offset
         tmp = self._temps.new(final)
-        resume.save({"tmp": tmp, "size": src.size, "mtime_ns": src.mtime_ns})
+        if src.size > self.config.chunk_size:
+            # a file sent in one chunk has nothing to resume (a chunk is the resume
+            # unit); a temp file a crash leaves of it is found by the next run's listing
+            resume.save({"tmp": tmp, "size": src.size, "mtime_ns": src.mtime_ns})
         return tmp, 0
 
     async def _resume_offset(self, tmp: str, src: SourceFile) -> int | None:
@@ -370,7 +384,7 @@ class SftpDestination:
     async def _identical(self, final: str, src: SourceFile) -> Receipt | None:
         """A copy already in place with the known size and hash is kept as is
         (SFTP has no metadata: that takes hashing it)."""
-        if src.xxh64 is None:
+        if src.xxh64 is None or self._temps.surely_absent(final):
             return None
         found = await self._stat_path(final)
         if found is None or found.size != src.size:
@@ -440,6 +454,7 @@ class SftpDestination:
 
         await self._call(f"renaming {tmp} to {posixpath.basename(final)}", rename)
         self._temps.gone(tmp)
+        self._temps.landed(final)
 
     async def _discard(self, tmp: str | None, resume: ResumeState) -> None:
         """Remove a temp file that must not be resumed; never hides the first error."""
@@ -500,13 +515,15 @@ class SftpDestination:
 
     async def write_bytes(self, key: str, data: bytes) -> None:
         final = self._path(key)
-        await self._makedirs(posixpath.dirname(final))
+        await self._folder_for(final)
         await self._remove_stale_temps(final, keep=None)
         tmp = self._temps.new(final)
         try:
             await self._write_file(tmp, data)
             await self._finish(tmp, final, time.time_ns())
-        except Exception:  # a cancelled write leaves its temp to the next write's clean-up
+        except Exception as exc:  # a cancelled write leaves its temp to the next write's clean-up
+            if isinstance(exc, (TransientError, PermanentError)):
+                self._temps.forget(posixpath.dirname(final))
             with contextlib.suppress(TriplicateError):
                 await self._remove(tmp)
             raise
@@ -670,11 +687,17 @@ class SftpDestination:
                 # auto: the command worked at open and broke since (uninstalled, PATH changed)
                 self._hasher = None
                 self.log.warning("sftp_remote_hash_failed", error=str(exc), method="read-back")
-        return *await self._read_back(path), "read-back"
+        return *await self._read_back(path, size), "read-back"
 
-    async def _read_back(self, path: str) -> tuple[str, int]:
-        """xxh64 and length of a remote file, read in order with the next chunk
-        already requested while the current one is hashed. Raises _Missing."""
+    async def _read_back(self, path: str, size: int) -> tuple[str, int]:
+        """xxh64 and length of a remote file expected to hold `size` bytes, read
+        in order with the next chunk already requested while the current one is
+        hashed. Raises _Missing.
+
+        Only the expected bytes are asked for, and one byte past them to see the
+        end: asyncssh splits a read into requests of the server's size, so a
+        chunk-sized read of a 100 KiB file was 32 requests, 31 of them answered
+        with end-of-file, and learning the size first was a round trip more."""
         remote = _RemoteFile(self, path, "rb")
         began = time.monotonic()
         digest = new_digest("xxh64")
@@ -682,15 +705,18 @@ class SftpDestination:
         reads: deque[asyncio.Future[bytes]] = deque()
         total = 0
         try:
-            offsets = iter(range(0, await remote.open(), chunk))
-            _top_up(reads, remote, offsets, chunk)
+            await remote.open()
+            spans = iter([*((o, min(chunk, size - o)) for o in range(0, size, chunk)), (size, 1)])
+            _top_up(reads, remote, spans)
             while reads:
                 data = await reads.popleft()
-                _top_up(reads, remote, offsets, chunk)
+                _top_up(reads, remote, spans)
                 digest.update(data)
                 total += len(data)
-                if len(data) < chunk:
-                    break  # shorter than its size said: the length will not match
+                if not reads and total > size:
+                    total += await remote.remaining(total)  # longer than expected: say by how much
+                if len(data) < chunk and total != size:
+                    break  # a short read before the expected end: the length will not match
         finally:
             for pending in reads:
                 pending.cancel()
@@ -787,6 +813,13 @@ class SftpDestination:
                 await self._remove(tmp)
         return None, "; ".join(reasons)
 
+    async def _folder_for(self, final: str) -> None:
+        """The folder of `final` exists: a folder listed in this run did (a put
+        that fails forgets it), others are made if missing."""
+        folder = posixpath.dirname(final)
+        if not self._temps.listed(folder):
+            await self._makedirs(folder)
+
     async def _makedirs(self, folder: str) -> None:
         ssh = _asyncssh()
 
@@ -849,9 +882,14 @@ class _RemoteFile:
         self.session: _Session | None = None
         self.handle: "asyncssh.SFTPClientFile | None" = None
 
-    async def open(self) -> int:
-        """Open (or reopen) the file; returns its size."""
-        return await self.dest._call(f"opening {self.path}", self._size, holder=self)
+    async def open(self) -> None:
+        """Open (or reopen) the file."""
+        await self.dest._call(f"opening {self.path}", self._ensure, holder=self)
+
+    async def remaining(self, offset: int) -> int:
+        """Bytes of the file after `offset` (0 if none)."""
+        size = await self.dest._call(f"looking up {self.path}", self._size, holder=self)
+        return max(0, size - offset)
 
     async def _ensure(self, session: _Session) -> "asyncssh.SFTPClientFile":
         if self.handle is None or session is not self.session:
@@ -972,10 +1010,10 @@ class _Pool:
                 await asyncio.wait_for(session.conn.wait_closed(), 5)
 
 
-def _top_up(reads: deque[asyncio.Future[bytes]], remote: _RemoteFile, offsets: Iterator[int], chunk: int) -> None:
+def _top_up(reads: deque[asyncio.Future[bytes]], remote: _RemoteFile, spans: Iterator[tuple[int, int]]) -> None:
     """Keep two chunk reads in flight, so the pipe stays full while one is hashed."""
-    while len(reads) < 2 and (offset := next(offsets, None)) is not None:
-        reads.append(asyncio.ensure_future(remote.read(chunk, offset)))
+    while len(reads) < 2 and (span := next(spans, None)) is not None:
+        reads.append(asyncio.ensure_future(remote.read(span[1], span[0])))
 
 
 async def _replace_without_posix_rename(sftp: "asyncssh.SFTPClient", tmp: str, final: str) -> None:
@@ -1032,17 +1070,43 @@ class _Temps:
     def __init__(self) -> None:
         self._left: dict[str, dict[bytes, list[bytes]]] = {}  # folder -> final name -> temp names found
         self._made: dict[str, str] = {}  # temp path -> final path
+        # folder -> the other names it held when listed, and those renamed into it since
+        self._names: dict[str, set[bytes]] = {}
 
     def listed(self, folder: str) -> bool:
         return folder in self._left
 
     def found(self, folder: str, names: list[bytes]) -> None:
+        if folder in self._left:
+            return  # a listing that raced this one stays as good
         left: dict[bytes, list[bytes]] = {}
+        present: set[bytes] = set()
         for name in names:
             final = _final_name(name)
             if final is not None:
                 left.setdefault(final, []).append(name)
-        self._left.setdefault(folder, left)  # a listing that raced this one stays as good
+            else:
+                present.add(name)
+        self._left[folder], self._names[folder] = left, present
+
+    def surely_absent(self, final: str) -> bool:
+        """No file of this name was in its folder's listing, nor renamed there
+        since: a put need not look for an identical copy (one round trip, and
+        a hash when the name exists). Another writer's file of the same name
+        would only be replaced by this verified copy."""
+        folder, name = posixpath.split(final)
+        present = self._names.get(folder)
+        return present is not None and name.encode(errors="surrogateescape") not in present
+
+    def landed(self, final: str) -> None:
+        folder, name = posixpath.split(final)
+        if folder in self._names:
+            self._names[folder].add(name.encode(errors="surrogateescape"))
+
+    def forget(self, folder: str) -> None:
+        """Drop what the listing said (after a failed put: the folder may be gone)."""
+        self._left.pop(folder, None)
+        self._names.pop(folder, None)
 
     def stale(self, final: str, keep: str | None) -> list[str]:
         folder, name = posixpath.split(final)
