@@ -21,6 +21,7 @@ import fnmatch
 import os
 import re
 import stat
+import sys
 import time
 import unicodedata
 from collections.abc import Callable, Iterator
@@ -209,11 +210,18 @@ class Settler:
 
 WATCHED_EVENTS = [
     FileCreatedEvent, FileModifiedEvent, FileClosedEvent, FileMovedEvent, FileDeletedEvent,
-    DirCreatedEvent, DirModifiedEvent, DirMovedEvent, DirDeletedEvent,
+    DirCreatedEvent, DirMovedEvent, DirDeletedEvent,
+    *([] if sys.platform == "linux" else [DirModifiedEvent]),
 ]
 """What the watcher asks the kernel for. Not opens and read-only closes: every
 destination opens each source file to read it, and those events cost the
-watcher thread (and the GIL the copies need) a wake-up each, for nothing."""
+watcher thread (and the GIL the copies need) a wake-up each, for nothing.
+On Linux not a folder's "modified" either: inotify names every file, and
+watchdog adds a "modified" of the parent folder to each file's event; a
+folder event means a scan of that folder (files moved in with a folder have
+no events of their own), so 1,000 frames landing in one folder were 1,000
+scans of it, N² stats on the event loop. Elsewhere (FSEvents) a folder's
+event may be all the system reports when it coalesces, so it stays."""
 
 
 class _EventBridge(FileSystemEventHandler):
@@ -261,7 +269,7 @@ class WatchFolder:
         self.mode = "events"  # or "polling"
         self._observer: Observer | None = None
         self._wake = asyncio.Event()
-        self._dirs: list[str] = []
+        self._dirs: set[str] = set()  # folders to scan at the next poll, once however many events named them
         self._next_poll = 0.0
         self._probe_at: float | None = None
         self.scans = 0
@@ -352,7 +360,7 @@ class WatchFolder:
         if rel in ("", "."):
             return
         if is_dir:
-            self._dirs.append(rel)  # a folder moved in whole brings files no event names
+            self._dirs.add(rel)  # a folder moved in whole brings files no event names
             if self._probe_at is None:
                 self._probe_at = time.monotonic() + PROBE_SECONDS  # new folders take inotify watches
         else:
@@ -447,7 +455,8 @@ class WatchFolder:
         """Scan folders that arrived whole, hand settled files to the gate, and
         let the gate look at what it holds."""
         while self._dirs:
-            self.scan(self._dirs.pop())
+            folder = self._dirs.pop()
+            log.debug("folder_scanned", watch=str(self.root), folder=folder, files=self.scan(folder))
         now = time.monotonic()
         settled = [Settled(nfc(d), d, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
                    for d, st in self.settler.poll(self.root, now)]

@@ -69,6 +69,27 @@ def test_polling_finds_files_without_events(tmp_path: Path) -> None:
     assert (started["mode"], started["reason"]) == ("polling", "polling = true in the config")
 
 
+def test_frames_landing_in_one_folder_scan_it_once(tmp_path: Path) -> None:
+    # each frame has its own event; a scan of its folder per frame (watchdog
+    # adds a folder "modified" to every file's event) made a landing of N
+    # frames N² stats on the event loop, and copies stalled behind it
+    frames = 1500
+    setup = make_setup(tmp_path, settle=0.3, destinations={"nearline": 'media = "raid"'},
+                       extra_daemon='log_level = "debug"')
+    tail = start(setup)
+    try:
+        wait_for(lambda: tail.events("scan_finished", reason="start-up"), 30, "the start-up scan")
+        shot = setup.watch / "A001" / "SHOT_010"
+        shot.mkdir(parents=True)
+        for n in range(frames):
+            (shot / f"SHOT_010.{n:07d}.dpx").write_bytes(n.to_bytes(4, "big") * 256)
+        wait_for(lambda: sum(e["files"] for e in tail.events("files_ready")) >= frames, 120, "every frame ready")
+    finally:
+        tail.stop()
+    scans = tail.events("folder_scanned")
+    assert 1 <= len(scans) <= 3, f"{len(scans)} scans of arriving folders for {frames} frames"
+
+
 def _sshfs(sshd: Any, share: Path, mountpoint: Path) -> None:
     mountpoint.mkdir()
     options = ",".join([
