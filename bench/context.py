@@ -18,8 +18,8 @@ class CaseUnavailable(RuntimeError):
 @dataclass(frozen=True)
 class Scale:
     """Data sizes; `default` keeps a whole run near 15 minutes on 2 cores
-    (5,000 small files, not the issue's 20,000: at ~45 files/s with S3 that
-    case alone would take 10 minutes; 0.5 GiB through the 200 Mbit/s link, not
+    (5,000 small files, not the issue's 100,000: at ~180 files/s with S3 that
+    case alone takes ~15 minutes with rclone's run; 0.5 GiB through the 200 Mbit/s link, not
     2 GiB: ~20 s per S3 contender, twice that with SFTP's read-back), `issue`
     is the sizes the issue names."""
 
