@@ -32,9 +32,14 @@ so the final name never holds a torn or unverified file.
   SFTP has no user metadata, so stat() reports no xxh64; an existing copy counts
   as identical only after it is hashed (as a copy is checked).
 - Stale temp files (a killed process's): each folder is listed once per run;
-  temp files of this run's failed attempts are known by name (`_Temps`).
+  temp files of this run's failed attempts are known by name (`_Temps`). The
+  same listing says the folder exists and which final names were there, so a
+  put into a listed folder looks up neither (a frame sequence: two round
+  trips per file otherwise).
 - Resume: the resume state holds the temp path and the source version (size,
-  mtime_ns) it belongs to, saved once, before the first byte is sent. The temp
+  mtime_ns) it belongs to, saved once, before the first byte is sent, for
+  files of more than one chunk (the resume unit: a smaller file has nothing
+  to resume, and a temp file a crash leaves of it is found by the listing). The temp
   file's size on the server is the offset to continue from: writes go out in
   offset order and OpenSSH handles a session's requests in order, so a killed
   transfer leaves a contiguous prefix. The source prefix is hashed again locally
