@@ -175,9 +175,6 @@ class _Body:
         self.position = 0
         self._sent = sent
 
-    def __len__(self) -> int:
-        return len(self.view)
-
     async def __aiter__(self) -> AsyncIterator[memoryview]:
         for start in range(0, len(self.view), SEND_CHUNK):
             chunk = self.view[start:start + SEND_CHUNK]

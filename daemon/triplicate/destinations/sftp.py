@@ -261,11 +261,8 @@ class SftpDestination:
     async def put(self, src: SourceFile, resume: ResumeState, progress: Progress | None = None) -> Receipt:
         final = self._path(src.key)
         tmp = self._resumable_temp(src, final, resume)
-        try:
+        with self._temps.forgotten_on_failure(final):
             return await self._put(src, final, tmp, resume, progress)
-        except (TransientError, PermanentError):
-            self._temps.forget(posixpath.dirname(final))  # it may be gone: the next put looks again
-            raise
 
     async def _put(
         self, src: SourceFile, final: str, tmp: str | None, resume: ResumeState, progress: Progress | None
@@ -321,17 +318,16 @@ class SftpDestination:
             return True
 
         try:
-            if not await self._call(f"copying {from_key} to {src.key}", op):
-                await self._discard(tmp, NoResume())
-                return None
-            method = await self._check_copy(tmp, src.xxh64, src.size)
-            await self._finish(tmp, final, src.mtime_ns)
+            with self._temps.forgotten_on_failure(final):
+                if not await self._call(f"copying {from_key} to {src.key}", op):
+                    await self._discard(tmp, NoResume())
+                    return None
+                method = await self._check_copy(tmp, src.xxh64, src.size)
+                await self._finish(tmp, final, src.mtime_ns)
         except VerificationFailed:
             await self._discard(tmp, NoResume())
             return None  # the old copy is not those bytes (`verify` will say so): send the file
-        except BaseException as exc:
-            if isinstance(exc, (TransientError, PermanentError)):
-                self._temps.forget(posixpath.dirname(final))
+        except BaseException:
             await self._discard(tmp, NoResume())
             raise
         return Receipt(key=src.key, size=src.size, xxh64=src.xxh64, bytes_sent=0,
@@ -524,11 +520,10 @@ class SftpDestination:
         await self._remove_stale_temps(final, keep=None)
         tmp = self._temps.new(final)
         try:
-            await self._write_file(tmp, data)
-            await self._finish(tmp, final, time.time_ns())
-        except Exception as exc:  # a cancelled write leaves its temp to the next write's clean-up
-            if isinstance(exc, (TransientError, PermanentError)):
-                self._temps.forget(posixpath.dirname(final))
+            with self._temps.forgotten_on_failure(final):
+                await self._write_file(tmp, data)
+                await self._finish(tmp, final, time.time_ns())
+        except Exception:  # a cancelled write leaves its temp to the next write's clean-up
             with contextlib.suppress(TriplicateError):
                 await self._remove(tmp)
             raise
@@ -1108,10 +1103,18 @@ class _Temps:
         if folder in self._names:
             self._names[folder].add(name.encode(errors="surrogateescape"))
 
-    def forget(self, folder: str) -> None:
-        """Drop what the listing said (after a failed put: the folder may be gone)."""
-        self._left.pop(folder, None)
-        self._names.pop(folder, None)
+    @contextlib.contextmanager
+    def forgotten_on_failure(self, final: str) -> Iterator[None]:
+        """What the listing of `final`'s folder said is dropped when the work
+        inside fails with a destination error: the folder may be gone, and the
+        next put into it looks (and makes it) again."""
+        try:
+            yield
+        except (TransientError, PermanentError):
+            folder = posixpath.dirname(final)
+            self._left.pop(folder, None)
+            self._names.pop(folder, None)
+            raise
 
     def stale(self, final: str, keep: str | None) -> list[str]:
         folder, name = posixpath.split(final)
