@@ -79,7 +79,7 @@ class ManifestWriter:
             last = self.journal.last_generation(offload_id, destination)
             if last is not None and last[1] == signature:
                 return False
-            files = [_mhl_file(offload, r) for r in rows]
+            files = await asyncio.to_thread(lambda: [_mhl_file(offload, r) for r in rows])  # checks each path
             upstream = Path(watch) / offload / HISTORY_FOLDER
             dlog = log.bind(offload=offload, destination=destination)
             try:
