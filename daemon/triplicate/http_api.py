@@ -33,7 +33,7 @@ class HttpApi:
         settings: HttpSettings,
         ready: Callable[[], list[str]],
         metrics: Callable[[], bytes],
-        status_json: Callable[[], str],
+        status_json: Callable[[], Awaitable[str]],
         reload: Callable[[], None],
     ) -> None:
         self.settings = settings
@@ -98,7 +98,7 @@ class HttpApi:
         return web.Response(body=self.metrics(), headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
     async def _status(self, request: web.Request) -> web.Response:
-        return web.Response(text=self.status_json(), content_type="application/json")
+        return web.Response(text=await self.status_json(), content_type="application/json")
 
     async def _reload(self, request: web.Request) -> web.Response:
         self.reload()

@@ -27,6 +27,7 @@ file is lost and nothing is claimed verified that was not.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -390,6 +391,24 @@ class Journal:
     def close(self) -> None:
         self.db.close()
 
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[Journal]:
+        """This journal as it is now, on a connection of its own holding one
+        read transaction: a consistent view for long reads (an offload's look,
+        its report) made in a worker thread while the event loop goes on
+        writing through `db` (WAL lets one writer and readers run together).
+        Only reads; one thread at a time."""
+        view = Journal.__new__(Journal)
+        view.path = self.path
+        view.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            view.db.execute("PRAGMA busy_timeout = 10000")
+            view.db.execute("BEGIN")
+            view.db.execute("SELECT COUNT(*) FROM offloads").fetchone()  # BEGIN is deferred: read now
+            yield view
+        finally:
+            view.db.close()
+
     def _tx(self) -> "_Transaction":
         return _Transaction(self.db)
 
@@ -721,6 +740,14 @@ class Journal:
         return {r[0]: r[1] for r in rows}
 
     # ---- reading for status ------------------------------------------------------
+
+    def has_folders(self, offload_id: int) -> bool:
+        """Whether a current file of the offload is inside a folder (loose files
+        have nowhere to hold an ASC MHL history or a report)."""
+        row = self.db.execute(
+            "SELECT 1 FROM files WHERE offload_id = ? AND current = 1 AND instr(relpath, '/') > 0 LIMIT 1", (offload_id,)
+        ).fetchone()
+        return row is not None
 
     def rows(self, sql: str, args: tuple[Any, ...] = ()) -> Iterator[sqlite3.Row]:
         cur = self.db.cursor()

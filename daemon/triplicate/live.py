@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 WINDOW_SECONDS = 10.0
@@ -50,3 +51,25 @@ class LiveView:
     def in_flight(self, destination: str) -> int:
         runner = self.runners.get(destination)
         return 0 if runner is None else int(runner.in_flight)
+
+    def frozen(self) -> FixedFigures:
+        """The figures as they are now, for a reader in another thread (the
+        runners change under it)."""
+        return FixedFigures(
+            {name: self.throughput(name) for name in self.runners},
+            {name: self.in_flight(name) for name in self.runners},
+        )
+
+
+@dataclass(frozen=True)
+class FixedFigures:
+    """status.LiveFigures as read at one moment."""
+
+    rates: dict[str, float | None]
+    flights: dict[str, int]
+
+    def throughput(self, destination: str) -> float | None:
+        return self.rates.get(destination)
+
+    def in_flight(self, destination: str) -> int:
+        return self.flights.get(destination, 0)

@@ -19,12 +19,16 @@ import asyncio
 import hashlib
 import json
 import time
-from typing import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable
 
 import structlog
 
 from .config import Config
 from .journal import Journal
+
+if TYPE_CHECKING:
+    from .status import OffloadStatus  # status imports this module
 
 log = structlog.get_logger("triplicate.milestones")
 
@@ -36,10 +40,36 @@ LOOK_PACE = 4.0  # bench/RESULTS.md, case 2: looks were 70% of the loop for 2,00
 
 def signature(files: Iterable[tuple[str, str | None]]) -> str:
     """(relpath, xxh64) pairs -> one digest; order does not matter."""
+    return _digest(sorted(files, key=lambda pair: pair[0])).hexdigest()
+
+
+def offload_signature(journal: Journal, offload_id: int, extra: Iterable[tuple[str, str]] = ()) -> str:
+    """`signature` of an offload's current files and the `extra` pairs (names
+    starting with NUL, which no path holds), read in order from the journal's
+    index instead of sorted in memory: an offload of 100,000 frames is looked
+    at without a Python object per file. The digests are equal because SQLite
+    compares UTF-8 bytes, and UTF-8 byte order is code point order."""
+    return offload_signatures(journal, offload_id, [extra])[0]
+
+
+def offload_signatures(journal: Journal, offload_id: int, extras: list[Iterable[tuple[str, str]]]) -> list[str]:
+    """`offload_signature` with each of `extras`, in one read of the files."""
+    digests = [_digest(sorted(extra)) for extra in extras]
+    rows = journal.db.execute(
+        "SELECT relpath, xxh64 FROM files WHERE offload_id = ? AND current = 1 ORDER BY relpath", (offload_id,)
+    )
+    for relpath, xxh64 in rows:
+        line = f"{relpath}\0{xxh64}\n".encode()
+        for digest in digests:
+            digest.update(line)
+    return [digest.hexdigest() for digest in digests]
+
+
+def _digest(ordered: Iterable[tuple[str, str | None]]) -> Any:
     digest = hashlib.sha256()
-    for relpath, xxh64 in sorted(files, key=lambda pair: pair[0]):
+    for relpath, xxh64 in ordered:
         digest.update(f"{relpath}\0{xxh64}\n".encode())
-    return digest.hexdigest()
+    return digest
 
 
 def signatures(journal: Journal, kind: str) -> dict[int, str]:
@@ -64,6 +94,16 @@ def mark(journal: Journal, offload_id: int, kind: str, sig: str) -> None:
 
 
 Emit = Callable[[str, dict[str, object]], None]
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What a look read from one snapshot of the journal."""
+
+    o: OffloadStatus
+    reasons: list[str]  # why it is not safe to format; none when it is
+    signature: str  # of the current files, as a SAFE mark holds it
+    report_signature: str  # the files, the destinations holding all, the verdict and the generations
 
 
 class OffloadMilestones:
@@ -111,6 +151,8 @@ class OffloadMilestones:
             self._wake.clear()
             while self._wanted:
                 offload_id = await self._next_due()
+                if offload_id is None:
+                    break
                 await self.before_look()  # generations scheduled by the copies that asked for this look
                 began = time.monotonic()
                 try:
@@ -122,20 +164,26 @@ class OffloadMilestones:
             if not self._wanted:
                 self._idle.set()
 
-    async def _next_due(self) -> int:
-        """A wanted offload whose pause is over, waiting for one if need be.
+    async def _next_due(self) -> int | None:
+        """A wanted offload whose pause is over, waiting for one if need be;
+        None when the ones left need no look after all.
 
-        A look reads the whole offload on the event loop, and every verified
-        copy asks for one: without a pause, an offload of N files landing one
-        by one costs N looks of N rows and starves the copies. After a look,
-        the same offload waits LOOK_PACE times as long as the look took, so
-        looks stay under 1/(1+LOOK_PACE) of the loop; other offloads do not wait."""
+        A look reads the whole offload, and every verified copy asks for one:
+        without a pause, an offload of N files landing one by one costs N
+        looks of N rows and starves the copies. After a look, the same
+        offload waits LOOK_PACE times as long as the look took, so looks
+        take at most 1/(1+LOOK_PACE) of the time; other offloads do not wait.
+        One whose look would stop at its first checks is not waited for."""
         while True:
             now = time.monotonic()
-            for offload_id in self._wanted:
+            for offload_id in list(self._wanted):
                 if self._not_before.get(offload_id, 0.0) <= now:
                     self._wanted.discard(offload_id)
                     return offload_id
+                if self._nothing_to_do(offload_id):
+                    self._wanted.discard(offload_id)
+            if not self._wanted:
+                return None
             await asyncio.sleep(min(self._not_before[o] for o in self._wanted) - now)
 
     def _paused(self, offload_id: int, began: float) -> None:
@@ -157,38 +205,56 @@ class OffloadMilestones:
         watch, _ = self.journal.offload(offload_id)
         return not rule_321(self.config, watch, [d for d, n in verified.items() if n == files])[3]
 
-    async def look(self, offload_id: int) -> None:
-        from .status import unverified_reasons, offload_status  # status imports this module
+    def _stamp(self, offload_id: int) -> str:
+        return f"{self.journal.changes(offload_id)} {self._config_digest()}"
 
+    def _nothing_to_do(self, offload_id: int) -> bool:
+        """3-2-1 cannot be met yet, or nothing a look reads has changed since
+        one that left nothing to do: a few indexed reads."""
         if not self._rule_321_reachable(offload_id):
+            return True
+        return signatures_of(self.journal, offload_id, LOOKED) == self._stamp(offload_id)
+
+    async def look(self, offload_id: int) -> None:
+        if self._nothing_to_do(offload_id):
             return
-        stamp = f"{self.journal.changes(offload_id)} {self._config_digest()}"
-        if signatures_of(self.journal, offload_id, LOOKED) == stamp:
-            return  # nothing a look reads has changed since one that left nothing to do
-        found = offload_status(self.config, self.journal, offload_id)
-        if found is None:
+        stamp = self._stamp(offload_id)
+        if self.settling(*self.journal.offload(offload_id)):
             return
-        o, members = found
-        if self.settling(o.watch, o.name):
-            return
-        sig = signature((f.path, f.xxh64) for f in members)
-        safe = not unverified_reasons(self.config, o, members)
-        if safe and signatures_of(self.journal, offload_id, SAFE) != sig:
-            mark(self.journal, offload_id, SAFE, sig)
+        # reads every current file: in a thread, on a snapshot, so copies go on meanwhile
+        seen = await asyncio.to_thread(self._read, offload_id)
+        if seen is None or self.settling(seen.o.watch, seen.o.name):
+            return  # a file began to arrive while the look read: its copy asks for the next one
+        o, safe = seen.o, not seen.reasons
+        log.debug("offload_looked", offload=o.name, safe=safe, reasons=seen.reasons)
+        if safe and signatures_of(self.journal, offload_id, SAFE) != seen.signature:
+            mark(self.journal, offload_id, SAFE, seen.signature)
             log.info("offload_safe", offload=o.name, files=o.files, bytes=o.bytes, copies=o.copies)
             self.emit("offload_safe", {
                 "offload": o.name, "watch": o.watch, "files": o.files, "bytes": o.bytes,
                 "copies": o.copies, "media_types": o.media_types, "offsite_copies": o.offsite_copies,
             })
-        if o.rule_321_met:
-            report_sig = signature([*((f.path, f.xxh64) for f in members), ("\0complete", ",".join(
-                sorted(d for d, n in o.verified_bytes.items() if o.destinations[d].get("verified") == o.files)
-            )), ("\0safe", str(safe)), ("\0generations", str(_generation_count(self.journal, offload_id)))])
-            if signatures_of(self.journal, offload_id, REPORT) != report_sig:
-                if not await self.write_reports(offload_id, safe):
-                    return  # not written everywhere: the next look tries again
-                mark(self.journal, offload_id, REPORT, report_sig)
+        if o.rule_321_met and signatures_of(self.journal, offload_id, REPORT) != seen.report_signature:
+            if not await self.write_reports(offload_id, safe):
+                return  # not written everywhere: the next look tries again
+            mark(self.journal, offload_id, REPORT, seen.report_signature)
         mark(self.journal, offload_id, LOOKED, stamp)
+
+    def _read(self, offload_id: int) -> Seen | None:
+        from .status import offload_status, unverified_reasons  # status imports this module
+
+        with self.journal.snapshot() as view:
+            o = offload_status(self.config, view, offload_id)
+            if o is None:
+                return None
+            reasons = unverified_reasons(self.config, o)
+            safe = not reasons
+            complete = sorted(d for d, states in o.destinations.items() if states.get("verified") == o.files)
+            files, report = offload_signatures(view, offload_id, [(), [
+                ("\0complete", ",".join(complete)), ("\0safe", str(safe)),
+                ("\0generations", str(_generation_count(view, offload_id))),
+            ]])
+            return Seen(o, reasons, files, report)
 
     def _config_digest(self) -> str:
         """What a look reads from the config: destinations' media and off-site

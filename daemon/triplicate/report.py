@@ -2,9 +2,10 @@
 
 Every file with its size and xxh64, each destination's copy with the time it
 was verified, the 3-2-1 verdict, "safe to format", and the ASC MHL generations
-that record it. Built from the journal as a pydantic model (the JSON format),
-and rendered as CSV (one row per file and destination) or as a self-contained
-HTML page laid out for printing.
+that record it. The page's head is a pydantic model (the JSON format); its
+file table is read from the journal row by row as it is rendered, as CSV (one
+row per file and destination), JSON or a self-contained HTML page laid out for
+printing, so a 100,000-frame offload costs no Python object per file.
 
 The running daemon writes the HTML page into every local destination's copy of
 the offload (`REPORT_FILENAME`) once the offload meets 3-2-1, and again when it
@@ -14,16 +15,22 @@ patterns, so `ascmhl-debug verify` at the destination does not call it a new fil
 
 from __future__ import annotations
 
+import asyncio
 import csv
+import dataclasses
+import functools
 import html
 import io
+import json
 import socket
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
 import structlog
-from pydantic import BaseModel
+from pydantic import BaseModel, PrivateAttr
 
 from . import __version__, milestones
 from .config import Config
@@ -37,14 +44,16 @@ log = structlog.get_logger("triplicate.report")
 REPORT_FILENAME = "triplicate-report.html"
 
 
-class ReportCopy(BaseModel):
+@dataclass(slots=True)
+class ReportCopy:
     destination: str
     state: str  # pending | transferring | verified | failed | missing
     verified_at: float | None = None
     error: str | None = None
 
 
-class ReportFile(BaseModel):
+@dataclass(slots=True)
+class ReportFile:
     path: str  # relative to the watch folder, as at every destination
     size: int
     xxh64: str | None
@@ -86,7 +95,11 @@ class Report(BaseModel):
     unsafe_reasons: list[str]
     destinations: list[ReportDestination]
     generations: list[ReportGeneration]
-    files: list[ReportFile]
+    _rows: Callable[[], Iterator[ReportFile]] | None = PrivateAttr(default=None)
+
+    def files(self) -> Iterator[ReportFile]:
+        """The file table, by path, read from the journal as it is iterated."""
+        return iter(()) if self._rows is None else self._rows()
 
 
 class ReportError(Exception):
@@ -128,19 +141,17 @@ def location(dest: Any) -> str:
 def build_report(config: Config, journal: Journal, offload_id: int) -> Report:
     from .status import offload_status, unverified_reasons
 
-    found = offload_status(config, journal, offload_id)
-    if found is None:
+    o = offload_status(config, journal, offload_id)
+    if o is None:
         raise ReportError(f"offload #{offload_id} has no current files in the journal")
-    o, members = found
-    copies = _copies(journal, offload_id)
-    sig = milestones.signature((f.path, f.xxh64) for f in members)
-    reasons = unverified_reasons(config, o, members)
+    sig = milestones.offload_signature(journal, offload_id)
+    reasons = unverified_reasons(config, o)
     mark = milestones.reached_at(journal, offload_id, milestones.SAFE)
     safe = not reasons and mark is not None and mark[0] == sig
     if not reasons and not safe:
         reasons = ["complete in the journal, but the daemon has not yet confirmed the offload stopped arriving"]
     names = _destination_names(config, o.destinations)
-    return Report(
+    report = Report(
         offload=o.name, watch=o.watch,
         source_media=next((w.media for w in config.watch if str(w.path) == o.watch), "source"),
         generated_at=time.time(), generated_by=f"triplicate {__version__} on {socket.gethostname()}",
@@ -149,8 +160,9 @@ def build_report(config: Config, journal: Journal, offload_id: int) -> Report:
         safe_to_format=safe, safe_since=mark[1] if safe and mark else None, unsafe_reasons=reasons,
         destinations=[_destination(config, n, o.destinations.get(n, {}), o.files) for n in names],
         generations=_generations(journal, offload_id),
-        files=[_file(f, names, copies) for f in members],
     )
+    report._rows = functools.partial(_file_rows, journal, offload_id, names)
+    return report
 
 
 def _destination_names(config: Config, present: dict[str, Any]) -> list[str]:
@@ -170,26 +182,27 @@ def _destination(config: Config, name: str, counts: dict[str, int], files: int) 
     )
 
 
-def _copies(journal: Journal, offload_id: int) -> dict[tuple[str, str], ReportCopy]:
-    rows = journal.rows(
-        "SELECT f.relpath, c.destination, c.state, c.verified_at, c.last_error FROM files f "
-        "JOIN copies c ON c.file_id = f.id WHERE f.offload_id = ? AND f.current = 1",
+def _file_rows(journal: Journal, offload_id: int, names: list[str]) -> Iterator[ReportFile]:
+    rows = journal.db.execute(
+        "SELECT f.id, f.relpath, f.size, f.xxh64, c.destination, c.state, c.verified_at, c.last_error FROM files f "
+        "LEFT JOIN copies c ON c.file_id = f.id WHERE f.offload_id = ? AND f.current = 1 ORDER BY f.relpath, f.id",
         (offload_id,),
     )
-    return {
-        (r["relpath"], r["destination"]): ReportCopy(
-            destination=r["destination"], state=r["state"], verified_at=r["verified_at"],
-            error=None if r["state"] == "verified" else r["last_error"],
-        )
-        for r in rows
-    }
+    last, held, file = None, {}, None
+    for file_id, path, size, xxh64, dest, state, verified_at, error in rows:
+        if file_id != last:
+            if file is not None:
+                yield _with_copies(file, held, names)
+            last, held, file = file_id, {}, ReportFile(path, size, xxh64, [])
+        if dest is not None:
+            held[dest] = ReportCopy(dest, state, verified_at, None if state == "verified" else error)
+    if file is not None:
+        yield _with_copies(file, held, names)
 
 
-def _file(f: Any, names: list[str], copies: dict[tuple[str, str], ReportCopy]) -> ReportFile:
-    return ReportFile(
-        path=f.path, size=f.size, xxh64=f.xxh64,
-        copies=[copies.get((f.path, n)) or ReportCopy(destination=n, state="missing") for n in names],
-    )
+def _with_copies(file: ReportFile, held: dict[str, ReportCopy], names: list[str]) -> ReportFile:
+    file.copies = [held.get(n) or ReportCopy(n, "missing") for n in names]
+    return file
 
 
 def _generations(journal: Journal, offload_id: int) -> list[ReportGeneration]:
@@ -205,13 +218,19 @@ def _generations(journal: Journal, offload_id: int) -> list[ReportGeneration]:
 
 
 def utc_text(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    return datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return "" if seconds is None else _utc_second(int(seconds))
+
+
+@functools.lru_cache(maxsize=4096)
+def _utc_second(second: int) -> str:
+    # a report's copies are verified a few hundred to the second: format each second once
+    return datetime.fromtimestamp(second, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def render_json(report: Report) -> str:
-    return report.model_dump_json(indent=2) + "\n"
+    whole = report.model_dump(mode="json")
+    whole["files"] = [dataclasses.asdict(f) for f in report.files()]
+    return json.dumps(whole, indent=2, ensure_ascii=False) + "\n"
 
 
 CSV_COLUMNS = ["offload", "path", "size", "xxh64", "destination", "media", "offsite", "state", "verified_at_utc", "error"]
@@ -223,7 +242,7 @@ def render_csv(report: Report) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     dests = {d.name: d for d in report.destinations}
-    for f in report.files:
+    for f in report.files():
         for c in f.copies:
             d = dests.get(c.destination)
             writer.writerow([
@@ -237,7 +256,7 @@ def render_csv(report: Report) -> str:
 def render_html(report: Report) -> str:
     from .report_html import page
 
-    return page(report)
+    return "".join(page(report))
 
 
 RENDERERS = {"html": render_html, "json": render_json, "csv": render_csv}
@@ -251,10 +270,9 @@ async def write_to_destinations(
 ) -> bool:
     """The HTML report into every local destination holding the whole offload.
     True when every such write worked (or there is nowhere to write)."""
-    report = build_report(config, journal, offload_id)
-    if not any("/" in f.path for f in report.files):
+    if not journal.has_folders(offload_id):
         return True  # a loose file has no folder to hold a report
-    data = render_html(report).encode("utf-8")
+    report, data = await asyncio.to_thread(_render_page, config, journal, offload_id)
     ok = True
     for d in report.destinations:
         dest = destinations.get(d.name)
@@ -270,6 +288,19 @@ async def write_to_destinations(
         log.info("report_written", offload=report.offload, destination=d.name, key=key,
                  safe_to_format=report.safe_to_format, size=format_size(len(data)))
     return ok
+
+
+def _render_page(config: Config, journal: Journal, offload_id: int) -> tuple[Report, bytearray]:
+    """The HTML page, read from a snapshot of the journal (a worker thread's
+    job: 100,000 rows take seconds) and encoded row by row."""
+    from .report_html import page
+
+    with journal.snapshot() as view:
+        report = build_report(config, view, offload_id)
+        data = bytearray()  # no second whole copy of the page as one str
+        for piece in page(report):
+            data += piece.encode("utf-8")
+    return report, data
 
 
 def escape(value: object) -> str:

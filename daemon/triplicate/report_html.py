@@ -8,6 +8,8 @@ on every printed page.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from .fields import format_size
 from .report import Report, ReportCopy, ReportDestination, escape, utc_text
 
@@ -47,9 +49,11 @@ footer { margin-top: 18px; color: #57606a; font-size: 8.5pt; border-top: 1px sol
 """
 
 
-def page(r: Report) -> str:
+def page(r: Report) -> Iterator[str]:
+    """The page in pieces, the file table one row per piece (writers encode
+    as they go; a 100,000-file table is never one string)."""
     title = f"Chain of custody — {r.offload}"
-    parts = [
+    yield "\n".join([
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{escape(title)}</title><style>{CSS}</style></head><body>",
@@ -59,13 +63,15 @@ def page(r: Report) -> str:
         _verdict(r), _rule(r),
         "<h2>Destinations</h2>", _destinations(r),
         "<h2>ASC MHL generations</h2>", _generations(r),
-        f"<h2>Files ({r.file_count})</h2>", _files(r),
+        f"<h2>Files ({r.file_count})</h2>", "",
+    ])
+    yield from _files(r)
+    yield "\n" + "\n".join([
         f"<footer>Generated {escape(utc_text(r.generated_at))} by {escape(r.generated_by)}. "
         "Hashes are xxHash64 (ASC MHL <span class=\"mono\">xxh64</span>) of the bytes read from the source; "
         "a copy is verified when the bytes stored at the destination were checked against that hash.</footer>",
         "</body></html>",
-    ]
-    return "\n".join(parts) + "\n"
+    ]) + "\n"
 
 
 def _verdict(r: Report) -> str:
@@ -117,20 +123,18 @@ def _generations(r: Report) -> str:
             f"<th>Written</th></tr></thead><tbody>{rows}</tbody></table>")
 
 
-def _files(r: Report) -> str:
+def _files(r: Report) -> Iterator[str]:
     heads = "".join(f"<th>{escape(d.name)}</th>" for d in r.destinations)
-    rows = "".join(
-        f"<tr><td class=\"path\">{escape(f.path)}</td><td class=\"num\">{f.size:,}</td>"
-        f"<td class=\"mono\">{escape(f.xxh64 or '—')}</td>{''.join(_cell(c) for c in f.copies)}</tr>"
-        for f in r.files
-    )
-    return (f"<table><thead><tr><th>File</th><th class=\"num\">Bytes</th><th>xxh64</th>{heads}</tr></thead>"
-            f"<tbody>{rows}</tbody></table>")
+    yield f"<table><thead><tr><th>File</th><th class=\"num\">Bytes</th><th>xxh64</th>{heads}</tr></thead><tbody>"
+    for f in r.files():
+        yield (f"<tr><td class=\"path\">{escape(f.path)}</td><td class=\"num\">{f.size:,}</td>"
+               f"<td class=\"mono\">{f.xxh64 or '—'}</td>{''.join(map(_cell, f.copies))}</tr>")  # hex: no escaping
+    yield "</tbody></table>"
 
 
 def _cell(c: ReportCopy) -> str:
     if c.state == "verified":
-        return f'<td class="small"><span class="ok">✓ verified</span><br>{escape(utc_text(c.verified_at))}</td>'
+        return f'<td class="small"><span class="ok">✓ verified</span><br>{utc_text(c.verified_at)}</td>'
     cls = "no" if c.state in ("failed", "missing") else "wait"
     error = f"<br>{escape(c.error[:160])}" if c.error else ""  # printed, not only a tooltip
     return f'<td class="small"><span class="{cls}">{escape(c.state)}</span>{error}</td>'

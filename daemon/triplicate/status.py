@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pydantic import BaseModel
@@ -96,21 +97,22 @@ class Status(BaseModel):
 
 
 def collect(config: Config, journal: Journal, live: LiveFigures | None = None) -> Status:
-    files, per_offload = _files(journal)
+    files, paths = _files(journal)
     destinations = [_destination(config, journal, d, live) for d in config.destination]
     throughput = {d.name: d.throughput_bytes_per_s for d in destinations}
     marks = milestones.signatures(journal, milestones.SAFE)
-    offloads = []
+    tallies = list(_tallies(journal).values())
     readiness = _readiness(journal)
-    for watch, name in sorted(set(readiness) - {(w, n) for _, w, n in per_offload}):
-        per_offload[(0, watch, name)] = []  # held back whole: no file handed on yet
-    for (offload_id, watch, name), members in per_offload.items():
-        o = _offload(config, watch, name, members)
-        o.mhl_behind = _mhl_behind(journal, offload_id, members)
-        _apply_readiness(o, readiness.get((watch, name)))
-        o.sequences = _sequences(members)
-        _judge_safety(config, o, members, marks.get(offload_id))
-        o.eta_seconds = _eta(o, members, throughput)
+    for watch, name in sorted(set(readiness) - {(t.watch, t.name) for t in tallies}):
+        tallies.append(Tally(0, watch, name))  # held back whole: no file handed on yet
+    offloads = []
+    for t in tallies:
+        o = _offload(config, t)
+        o.mhl_behind = _mhl_behind(journal, t.offload_id, o)
+        _apply_readiness(o, readiness.get((t.watch, t.name)))
+        o.sequences = _sequences(paths.get(t.offload_id, []))
+        _judge_safety(config, journal, t.offload_id, o, marks.get(t.offload_id))
+        o.eta_seconds = _eta(t, throughput)
         offloads.append(o)
     return Status(
         generated_at=time.time(),
@@ -121,14 +123,14 @@ def collect(config: Config, journal: Journal, live: LiveFigures | None = None) -
     )
 
 
-def offload_status(config: Config, journal: Journal, offload_id: int) -> tuple[OffloadStatus, list[FileStatus]] | None:
-    """One offload (milestones.py asks after every verified copy), without the safety verdict."""
-    _, per_offload = _files(journal, offload_id)
-    for (_, watch, name), members in per_offload.items():
-        o = _offload(config, watch, name, members)
-        o.mhl_behind = _mhl_behind(journal, offload_id, members)
-        _apply_readiness(o, _readiness(journal, watch, name).get((watch, name)))
-        return o, members
+def offload_status(config: Config, journal: Journal, offload_id: int) -> OffloadStatus | None:
+    """One offload (milestones.py asks after copies land), without the safety
+    verdict: counted by SQLite, so its cost in memory does not grow with its files."""
+    for t in _tallies(journal, offload_id).values():
+        o = _offload(config, t)
+        o.mhl_behind = _mhl_behind(journal, offload_id, o)
+        _apply_readiness(o, _readiness(journal, t.watch, t.name).get((t.watch, t.name)))
+        return o
     return None
 
 
@@ -151,60 +153,93 @@ def _apply_readiness(o: OffloadStatus, readiness: tuple[str, str | None, list[So
         o.state, o.state_detail, o.problems = readiness
 
 
-def _sequences(members: list[FileStatus]) -> list[str]:
+def _sequences(paths: list[str]) -> list[str]:
     from .sequences import group
 
-    inside = (f.path.split("/", 1)[-1] for f in members)  # the offload's name is the entry's own
+    inside = (p.split("/", 1)[-1] for p in paths)  # the offload's name is the entry's own
     return [f"{s.pattern} ({len(s.frames)} files)" for s in group(inside).sequences]
 
 
-def _files(
-    journal: Journal, offload_id: int | None = None,
-) -> tuple[list[FileStatus], dict[tuple[int, str, str], list[FileStatus]]]:
+def _files(journal: Journal) -> tuple[list[FileStatus], dict[int, list[str]]]:
+    """Every current file with its copies' states (the JSON's `files`), and
+    the paths of each offload."""
     by_id: dict[int, FileStatus] = {}
-    per_offload: dict[tuple[int, str, str], list[FileStatus]] = defaultdict(list)
-    where = "" if offload_id is None else " AND o.id = ?"
+    paths: dict[int, list[str]] = defaultdict(list)
     for r in journal.rows(
-        "SELECT f.id, o.id AS offload_id, o.watch, o.name, f.relpath, f.size, f.xxh64, c.destination, c.state, "
+        "SELECT f.id, o.id AS offload_id, o.name, f.relpath, f.size, f.xxh64, c.destination, c.state, "
         "c.last_error FROM files f JOIN offloads o ON o.id = f.offload_id LEFT JOIN copies c ON c.file_id = f.id "
-        f"WHERE f.current = 1{where} ORDER BY o.name, f.relpath, c.destination",
-        () if offload_id is None else (offload_id,),
+        "WHERE f.current = 1 ORDER BY o.name, f.relpath, c.destination",
     ):
         item = by_id.get(r["id"])
-        if item is None:
-            item = by_id[r["id"]] = FileStatus(offload=r["name"], path=r["relpath"], size=r["size"], xxh64=r["xxh64"], destinations={})
-            per_offload[(r["offload_id"], r["watch"], r["name"])].append(item)
+        if item is None:  # built, not validated: the journal's columns have the model's types
+            item = by_id[r["id"]] = FileStatus.model_construct(
+                offload=r["name"], path=r["relpath"], size=r["size"], xxh64=r["xxh64"], destinations={}, errors={},
+            )
+            paths[r["offload_id"]].append(r["relpath"])
         if r["destination"] is not None:
             item.destinations[r["destination"]] = r["state"]
             if r["last_error"] and r["state"] != "verified":
                 item.errors[r["destination"]] = r["last_error"]
-    return list(by_id.values()), per_offload
+    return list(by_id.values()), paths
 
 
-def _offload(config: Config, watch: str, name: str, members: list[FileStatus]) -> OffloadStatus:
-    counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    verified_bytes: dict[str, int] = defaultdict(int)
-    for f in members:
-        for dest, state in f.destinations.items():
-            counts[dest][state] += 1
-            if state == "verified":
-                verified_bytes[dest] += f.size
-    complete = [d for d, c in counts.items() if c.get("verified", 0) == len(members)]
-    copies, media, offsite, missing = rule_321(config, watch, complete)
+@dataclass(slots=True)
+class Tally:
+    """An offload's files and copies as SQLite counts them."""
+
+    offload_id: int
+    watch: str
+    name: str
+    files: int = 0
+    bytes: int = 0
+    verified_files: int = 0  # verified at every destination holding a row for it
+    failed_files: int = 0
+    states: dict[str, dict[str, int]] = field(default_factory=dict)  # destination -> state -> files
+    state_bytes: dict[str, dict[str, int]] = field(default_factory=dict)  # destination -> state -> bytes
+
+
+def _tallies(journal: Journal, offload_id: int | None = None) -> dict[int, Tally]:
+    """Offloads with current files, by name, counted in SQL (one pass per query)."""
+    where, args = ("", ()) if offload_id is None else (" AND f.offload_id = ?", (offload_id,))
+    found: dict[int, Tally] = {}
+    for oid, watch, name, files, size, verified, failed in journal.db.execute(
+        "SELECT o.id, o.watch, o.name, COUNT(*), SUM(t.size), SUM(t.copies > 0 AND t.ok = t.copies), SUM(t.bad > 0) "
+        "FROM (SELECT f.offload_id, f.size, COUNT(c.id) AS copies, SUM(c.state = 'verified') AS ok, "
+        "SUM(c.state = 'failed') AS bad FROM files f LEFT JOIN copies c ON c.file_id = f.id "
+        f"WHERE f.current = 1{where} GROUP BY f.id) t JOIN offloads o ON o.id = t.offload_id "
+        "GROUP BY o.id ORDER BY o.name, o.id",
+        args,
+    ):
+        found[oid] = Tally(oid, watch, name, files, size or 0, verified or 0, failed or 0)
+    for oid, dest, state, count, size in journal.db.execute(
+        "SELECT f.offload_id, c.destination, c.state, COUNT(*), SUM(f.size) FROM files f "
+        f"JOIN copies c ON c.file_id = f.id WHERE f.current = 1{where} "
+        "GROUP BY f.offload_id, c.destination, c.state ORDER BY c.destination",
+        args,
+    ):
+        t = found[oid]
+        t.states.setdefault(dest, {})[state] = count
+        t.state_bytes.setdefault(dest, {})[state] = size
+    return found
+
+
+def _offload(config: Config, t: Tally) -> OffloadStatus:
+    complete = [d for d, states in t.states.items() if states.get("verified", 0) == t.files]
+    copies, media, offsite, missing = rule_321(config, t.watch, complete)
     return OffloadStatus(
-        name=name,
-        watch=watch,
-        files=len(members),
-        bytes=sum(f.size for f in members),
-        verified_files=sum(1 for f in members if f.destinations and all(s == "verified" for s in f.destinations.values())),
-        failed_files=sum(1 for f in members if "failed" in f.destinations.values()),
+        name=t.name,
+        watch=t.watch,
+        files=t.files,
+        bytes=t.bytes,
+        verified_files=t.verified_files,
+        failed_files=t.failed_files,
         copies=copies,
         media_types=media,
         offsite_copies=offsite,
         rule_321_met=not missing,
         missing=missing,
-        destinations={d: dict(c) for d, c in sorted(counts.items())},
-        verified_bytes={d: verified_bytes.get(d, 0) for d in sorted(counts)},
+        destinations={d: dict(states) for d, states in sorted(t.states.items())},
+        verified_bytes={d: t.state_bytes[d].get("verified", 0) for d in sorted(t.states)},
     )
 
 
@@ -228,21 +263,19 @@ def rule_321(config: Config, watch: str, complete: Iterable[str]) -> tuple[int, 
     return copies, len(media), offsite, missing
 
 
-def expected_destinations(config: Config, watch: str, members: list[FileStatus]) -> list[str]:
+def expected_destinations(config: Config, watch: str, present: Iterable[str]) -> list[str]:
     """Where every file of an offload must be: its watch folder's destinations
     (as configured now) and any other destination that holds rows for it."""
     names = next((list(w.destinations) for w in config.watch if str(w.path) == watch), [])
-    for f in members:
-        names += [d for d in f.destinations if d not in names]
-    return names
+    return names + [d for d in present if d not in names]
 
 
-def unverified_reasons(config: Config, o: OffloadStatus, members: list[FileStatus]) -> list[str]:
+def unverified_reasons(config: Config, o: OffloadStatus) -> list[str]:
     reasons = []
     if o.failed_files:
         reasons.append(f"{o.failed_files} file(s) failed: their source cannot be read")
-    for dest in expected_destinations(config, o.watch, members):
-        left = sum(1 for f in members if f.destinations.get(dest) != "verified")
+    for dest in expected_destinations(config, o.watch, o.destinations):
+        left = o.files - o.destinations.get(dest, {}).get("verified", 0)  # one row per file and destination
         if left:
             reasons.append(f"{left} file(s) not yet verified at {dest}")
     if not o.rule_321_met:
@@ -254,39 +287,38 @@ def unverified_reasons(config: Config, o: OffloadStatus, members: list[FileStatu
     return reasons
 
 
-def _mhl_behind(journal: Journal, offload_id: int, members: list[FileStatus]) -> list[str]:
+def _mhl_behind(journal: Journal, offload_id: int, o: OffloadStatus) -> list[str]:
     """Destinations holding every file verified whose last ASC MHL generation
     does not list exactly the current files and hashes (loose files carry no
     history, so they are never behind)."""
-    if not offload_id or not members or all("/" not in f.path for f in members):
+    complete = [d for d, states in o.destinations.items() if o.files and states.get("verified", 0) == o.files]
+    if not offload_id or not complete or not journal.has_folders(offload_id):
         return []
-    current = milestones.signature((f.path, f.xxh64) for f in members)
-    dests = {d for f in members for d in f.destinations}
+    current = milestones.offload_signature(journal, offload_id)
     behind = []
-    for dest in sorted(dests):
-        if all(f.destinations.get(dest) == "verified" for f in members):
-            last = journal.last_generation(offload_id, dest)
-            if last is None or last[1] != current:
-                behind.append(dest)
+    for dest in complete:
+        last = journal.last_generation(offload_id, dest)
+        if last is None or last[1] != current:
+            behind.append(dest)
     return behind
 
 
-def _judge_safety(config: Config, o: OffloadStatus, members: list[FileStatus], marked: str | None) -> None:
+def _judge_safety(config: Config, journal: Journal, offload_id: int, o: OffloadStatus, marked: str | None) -> None:
     """Safe to format = nothing left to do and the daemon confirmed it once the
     offload had stopped arriving (the mark carries the files and hashes it saw)."""
-    reasons = unverified_reasons(config, o, members)
-    if not reasons and marked != milestones.signature((f.path, f.xxh64) for f in members):
+    reasons = unverified_reasons(config, o)
+    if not reasons and marked != milestones.offload_signature(journal, offload_id):
         reasons.append("complete in the journal, but the daemon has not yet confirmed the offload stopped arriving")
     o.unsafe_reasons = reasons
     o.safe_to_format = not reasons
 
 
-def _eta(o: OffloadStatus, members: list[FileStatus], throughput: dict[str, float | None]) -> float | None:
+def _eta(t: Tally, throughput: dict[str, float | None]) -> float | None:
     """Seconds until the slowest destination holds every file; 0 when done,
     None when a destination with work left has no throughput to go by."""
     slowest = 0.0
-    for dest in o.destinations:
-        left = sum(f.size for f in members if f.destinations.get(dest) in ("pending", "transferring"))
+    for dest, sizes in t.state_bytes.items():
+        left = sizes.get("pending", 0) + sizes.get("transferring", 0)
         if not left:
             continue
         rate = throughput.get(dest)

@@ -4,6 +4,8 @@ nothing is cut short, and never one that could mark or report."""
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -151,3 +153,71 @@ def test_every_write_a_look_reads_moves_the_offload_stamp(setup: tuple[Journal, 
     assert moved(), "readiness"
     journal.ingest([SeenFile("/elsewhere", "A001/a.mov", 10, 1)], ["near"])
     assert not moved(), "another watch folder's offload of the same name"
+
+
+def test_a_look_reads_in_a_worker_thread_from_one_snapshot(
+    setup: tuple[Journal, Looks, list[int], int], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The look reads every file (seconds for 100,000 frames): off the event
+    loop, and from one snapshot, so a file landing meanwhile is in none of
+    what it read rather than in some of it."""
+    journal, looks, _, offload_id = setup
+    for dest in ("near", "tape", "far"):
+        verify(journal, dest)
+        generation(journal, offload_id, dest)
+    readers: list[str] = []
+    counted = status.offload_status
+
+    def landing_meanwhile(*args: object) -> object:
+        readers.append(threading.current_thread().name)
+        found = counted(*args)  # type: ignore[arg-type]
+        journal.ingest([SeenFile(str(tmp_path / "watch"), "A001/late.mov", 10, 1)], ["near", "tape", "far"])
+        return found
+
+    monkeypatch.setattr(status, "offload_status", landing_meanwhile)
+    looks.look(offload_id)
+    assert readers and readers[0] != threading.main_thread().name
+    assert looks.events == ["offload_safe"]
+    marked = milestones.reached_at(journal, offload_id, milestones.SAFE)
+    assert marked is not None and marked[0] == milestones.signature((rel, f"{i:016x}") for i, rel in enumerate(FILES, 1))
+    assert milestones.offload_signature(journal, offload_id) != marked[0], "the late file is not safe yet"
+
+
+@pytest.mark.parametrize("paths", [
+    ["A001/b.mov", "A001/a.mov", "A001/B.mov"],
+    ["A001/ä.mov", "A001/z.mov", "A001/é/1.dpx", "A001/😀.wav", "A001/\uffff.mov", "A001/日本.mxf"],
+    ["A001/a-b/1", "A001/a/b/1", "A001/a b/1", "A001/a.b/1", "A001/a0/1"],
+])
+def test_the_journal_orders_an_offload_as_signature_sorts_it(tmp_path: Path, paths: list[str]) -> None:
+    journal = Journal(tmp_path / "journal.db")
+    journal.ingest([SeenFile(str(tmp_path), p, 1, 1) for p in paths], ["near"])
+    [offload_id] = journal.offload_ids()
+    pairs = [(p, None) for p in paths]
+    extra = [("\0safe", "True"), ("\0complete", "near")]
+    assert milestones.offload_signature(journal, offload_id) == milestones.signature(pairs)
+    assert milestones.offload_signatures(journal, offload_id, [extra, ()]) == [
+        milestones.signature([*pairs, *extra]), milestones.signature(pairs)]
+    journal.close()
+
+
+def test_a_paused_offload_with_nothing_to_look_at_is_not_waited_for(
+    setup: tuple[Journal, Looks, list[int], int],
+) -> None:
+    """The end of a one-shot run asks for every offload again; one looked at a
+    moment ago is paused (LOOK_PACE) but has nothing new: idle at once."""
+    journal, looks, full_looks, offload_id = setup
+    for dest in ("near", "tape", "far"):
+        verify(journal, dest)
+        generation(journal, offload_id, dest)
+
+    async def twice() -> None:
+        runner = asyncio.create_task(looks.m.run())
+        looks.m.request(offload_id)
+        await asyncio.wait_for(looks.m.idle(), 10)
+        looks.m._not_before[offload_id] = time.monotonic() + 600  # as after a look of 100,000 files
+        looks.m.request(offload_id)
+        await asyncio.wait_for(looks.m.idle(), 10)
+        runner.cancel()
+
+    asyncio.run(twice())
+    assert len(full_looks) == 1 and looks.events == ["offload_safe"]
