@@ -26,9 +26,12 @@ file instead of leaving a second one with the same number.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import pathlib
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from typing import Any
 from datetime import UTC, datetime
 
 from . import mhl
@@ -69,6 +72,7 @@ async def write_generation(
     info: mhl.ProcessInfo,
     upstream: pathlib.Path | None,
     now: datetime | None = None,
+    composing: AbstractAsyncContextManager[Any] = contextlib.nullcontext(),
 ) -> GenerationResult:
     """Record `files` (already copied and verified at `dest`) as the next
     generation of the history at "<offload>/ascmhl/".
@@ -80,6 +84,8 @@ async def write_generation(
     other formats such as md5 were) or when no hash of the path is marked
     original (ascmhl-debug verify needs one).
     Raises HistoryError / HistoryConflict (permanent) and TransientError.
+    `composing` is held while the XML is made (memory in proportion to the
+    files, and CPU).
     """
     if not files:
         raise ValueError(
@@ -95,7 +101,8 @@ async def write_generation(
     number = _next_number(history.chain)
     filename = mhl.generation_filename(number, offload.rsplit("/", 1)[-1], now)
     # seconds of CPU for 100,000 files: a worker thread's, not the event loop's
-    data, failed = await asyncio.to_thread(_compose, files, history, info, now)
+    async with composing:  # the caller's bound on generations composed at once
+        data, failed = await asyncio.to_thread(_compose, files, history, info, now)
     entry = mhl.ChainEntry(number, filename, mhl.c4id(data))
     # The generation first: the chain must never name a file that is not there.
     await dest.write_bytes(f"{prefix}/{filename}", data)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -39,6 +40,9 @@ class ManifestWriter:
         self._locks = {name: asyncio.Lock() for name in destinations}
         self._tasks: set[asyncio.Task[None]] = set()
         self._queued: set[tuple[int, str]] = set()  # looks scheduled but not started: one is enough
+        # a generation of 100,000 files takes ~60 MiB while it is composed: one at a time, not one per destination
+        self._composing = asyncio.Semaphore(1)
+        self.on_written: Callable[[int], None] = lambda offload_id: None  # a generation was recorded
         self.written = 0
 
     def track(self, destination: str) -> None:
@@ -69,31 +73,35 @@ class ManifestWriter:
             self._queued.discard((offload_id, destination))  # copies verified from now on schedule a new look
             if self._incomplete(offload_id, destination):
                 return False
-            watch, offload = self.journal.offload(offload_id)
-            rows = self.journal.offload_state(offload_id, destination)
-            if not rows or any(r["state"] != "verified" for r in rows):
-                return False
-            if all("/" not in r["relpath"] for r in rows):
-                return False  # a loose file has no folder to hold a history
-            signature = milestones.signature((r["relpath"], r["xxh64"]) for r in rows)
-            last = self.journal.last_generation(offload_id, destination)
-            if last is not None and last[1] == signature:
-                return False
-            files = await asyncio.to_thread(lambda: [_mhl_file(offload, r) for r in rows])  # checks each path
-            upstream = Path(watch) / offload / HISTORY_FOLDER
-            dlog = log.bind(offload=offload, destination=destination)
-            try:
-                result = await write_generation(
-                    self.destinations[destination], offload, files, _process_info(),
-                    upstream if upstream.is_dir() else None,
-                )
-            except (TransientError, PermanentError, OSError) as exc:
-                dlog.error("mhl_generation_failed", error=str(exc))
-                return False
-            self.journal.record_generation(offload_id, destination, result.number, result.filename, signature)
-            self.written += 1
-            dlog.info("mhl_generation_written", generation=result.number, manifest=result.filename, files=len(files))
-            return True
+            return await self._write(offload_id, destination)
+
+    async def _write(self, offload_id: int, destination: str) -> bool:
+        watch, offload = self.journal.offload(offload_id)
+        rows = self.journal.offload_state(offload_id, destination)
+        if not rows or any(r["state"] != "verified" for r in rows):
+            return False
+        if all("/" not in r["relpath"] for r in rows):
+            return False  # a loose file has no folder to hold a history
+        signature = milestones.signature((r["relpath"], r["xxh64"]) for r in rows)
+        last = self.journal.last_generation(offload_id, destination)
+        if last is not None and last[1] == signature:
+            return False
+        files = await asyncio.to_thread(lambda: [_mhl_file(offload, r) for r in rows])  # checks each path
+        upstream = Path(watch) / offload / HISTORY_FOLDER
+        dlog = log.bind(offload=offload, destination=destination)
+        try:
+            result = await write_generation(
+                self.destinations[destination], offload, files, _process_info(),
+                upstream if upstream.is_dir() else None, composing=self._composing,
+            )
+        except (TransientError, PermanentError, OSError) as exc:
+            dlog.error("mhl_generation_failed", error=str(exc))
+            return False
+        self.journal.record_generation(offload_id, destination, result.number, result.filename, signature)
+        self.on_written(offload_id)
+        self.written += 1
+        dlog.info("mhl_generation_written", generation=result.number, manifest=result.filename, files=len(files))
+        return True
 
     def _incomplete(self, offload_id: int, destination: str) -> bool:
         """True while a current file of the offload is not verified at

@@ -126,6 +126,7 @@ class OffloadMilestones:
         self.before_look = before_look  # lets ASC MHL generations in progress land first
         self._wanted: set[int] = set()
         self._not_before: dict[int, float] = {}  # offload id -> monotonic time its next look may start
+        self._unpaced: set[int] = set()  # offloads whose next look is not paused (request_now)
         self._digested: Config | None = None  # the config _digest was made from
         self._digest = ""
         self._wake = asyncio.Event()
@@ -136,6 +137,14 @@ class OffloadMilestones:
         self._wanted.add(offload_id)
         self._idle.clear()
         self._wake.set()
+
+    def request_now(self, offload_id: int) -> None:
+        """A look without the pause: an ASC MHL generation landed, once per
+        offload and destination (not per file), and it may be all that keeps
+        the offload from being safe to format."""
+        self._unpaced.add(offload_id)
+        self._not_before.pop(offload_id, None)
+        self.request(offload_id)
 
     def request_all(self) -> None:
         for offload_id in self.journal.offload_ids():
@@ -184,9 +193,16 @@ class OffloadMilestones:
                     self._wanted.discard(offload_id)
             if not self._wanted:
                 return None
-            await asyncio.sleep(min(self._not_before[o] for o in self._wanted) - now)
+            self._wake.clear()  # a request_now ends the wait
+            try:
+                await asyncio.wait_for(self._wake.wait(), min(self._not_before[o] for o in self._wanted) - now)
+            except TimeoutError:
+                pass
 
     def _paused(self, offload_id: int, began: float) -> None:
+        if offload_id in self._unpaced:  # asked for during this look: it may have read too early
+            self._unpaced.discard(offload_id)
+            return
         ended = time.monotonic()
         if len(self._not_before) > 1000:  # forget pauses that are over
             self._not_before = {o: t for o, t in self._not_before.items() if t > ended}

@@ -46,6 +46,7 @@ class Operations:
             daemon.config, self.journal, self._settling, self.event, self._write_reports,
             daemon.manifests.wait_current,
         )
+        daemon.manifests.on_written = self.milestones.request_now
         self.systemd = SystemdNotifier.from_environment()
         self.http: HttpApi | None = None
         self.started = False

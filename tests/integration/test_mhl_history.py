@@ -393,3 +393,37 @@ def test_directory_hashes_equal_ascmhl_create(tmp_path: Path) -> None:
         return etree.fromstring(data).xpath("m:hashes/*/m:path/text()", namespaces=NS)
 
     assert order(ours) == order(theirs)
+
+
+async def test_generations_are_composed_one_at_a_time_under_one_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A 100,000-file generation takes ~60 MiB while composed: the daemon
+    passes one bound for all destinations, so two are never made at once."""
+    import asyncio
+    import threading
+
+    from triplicate import history
+
+    inside, most, lock, second_came = [0], [0], threading.Lock(), threading.Event()
+    real = history._compose
+
+    def watched(*args: object) -> object:
+        with lock:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+            if inside[0] > 1:
+                second_came.set()
+        second_came.wait(1.0)  # time for another to come in, were it let in
+        with lock:
+            inside[0] -= 1
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(history, "_compose", watched)
+    bound = asyncio.Semaphore(1)
+    dests = [t.FolderDestination(tmp_path / name) for name in ("near", "far")]
+    results = await asyncio.gather(*(
+        write_generation(d, "A001", t.scan(offload_at(d)), INFO, None, now=NOW, composing=bound) for d in dests
+    ))
+    assert most[0] == 1 and not second_came.is_set()
+    assert [r.number for r in results] == [1, 1]

@@ -221,3 +221,35 @@ def test_a_paused_offload_with_nothing_to_look_at_is_not_waited_for(
 
     asyncio.run(twice())
     assert len(full_looks) == 1 and looks.events == ["offload_safe"]
+
+
+def test_a_generation_landing_after_a_look_brings_the_next_one_without_the_pause(
+    setup: tuple[Journal, Looks, list[int], int],
+) -> None:
+    """The last destination's ASC MHL generation often lands while the look
+    asked for by its copies reads: that look finds the offload not yet safe,
+    and the next must not wait LOOK_PACE times a 100,000-file look."""
+    journal, looks, full_looks, offload_id = setup
+    for dest in ("near", "tape", "far"):
+        verify(journal, dest)
+    for dest in ("near", "tape"):
+        generation(journal, offload_id, dest)
+
+    async def landing() -> None:
+        runner = asyncio.create_task(looks.m.run())
+        looks.m.request(offload_id)
+        await asyncio.wait_for(looks.m.idle(), 10)
+        assert looks.events == [] and looks.reports == [False]
+        looks.m._not_before[offload_id] = time.monotonic() + 600
+        generation(journal, offload_id, "far")
+        looks.m.request(offload_id)  # as by a copy: paused
+        deadline = time.monotonic() + 5
+        while looks.m._wake.is_set() and time.monotonic() < deadline:  # until the runner waits out the pause
+            await asyncio.sleep(0)
+        assert offload_id in looks.m._wanted and not looks.m._wake.is_set()
+        looks.m.request_now(offload_id)  # what the generation writer calls once it recorded one
+        await asyncio.wait_for(looks.m.idle(), 10)
+        runner.cancel()
+
+    asyncio.run(landing())
+    assert looks.events == ["offload_safe"] and looks.reports == [False, True]
