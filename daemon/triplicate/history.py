@@ -116,9 +116,14 @@ def _compose(
     """The generation's XML, each file's action taken from the history, and
     the paths whose hash differs from the one first recorded."""
     earlier = [_parse_manifest(history.manifests[e.path], e.path) for e in history.chain]
-    marked = [dataclasses.replace(f, action=_action(f, earlier)) for f in files]
+    marked = [_marked(f, _action(f, earlier)) for f in files]
     data = mhl.build_manifest(marked, _carry_ignores(info, earlier), now)
     return data, tuple(f.path for f in marked if f.action == "failed")
+
+
+def _marked(f: mhl.MhlFile, action: str) -> mhl.MhlFile:
+    # no second record per file when the action is the one it has (every file of a first generation)
+    return f if f.action == action else dataclasses.replace(f, action=action)
 
 
 def _action(f: mhl.MhlFile, earlier: list[mhl.Manifest]) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sqlite3
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -86,7 +87,8 @@ class ManifestWriter:
         last = self.journal.last_generation(offload_id, destination)
         if last is not None and last[1] == signature:
             return False
-        files = await asyncio.to_thread(lambda: [_mhl_file(offload, r) for r in rows])  # checks each path
+        files = await asyncio.to_thread(_mhl_files, offload, rows)
+        del rows  # held through the generation's making, the rows would double its memory
         upstream = Path(watch) / offload / HISTORY_FOLDER
         dlog = log.bind(offload=offload, destination=destination)
         try:
@@ -120,6 +122,11 @@ class ManifestWriter:
         for offload_id in self.journal.offload_ids():
             for name in self.destinations:
                 await self.write_if_complete(offload_id, name)
+
+
+def _mhl_files(offload: str, rows: list[sqlite3.Row]) -> list[MhlFile]:
+    """A worker thread's job: each record checks its path."""
+    return [_mhl_file(offload, r) for r in rows]
 
 
 def _mhl_file(offload: str, row: object) -> MhlFile:

@@ -47,7 +47,7 @@ _EMAIL = re.compile(r"[^@]+@[^.]+\..+")  # the schema's EmailAddressAttributeTyp
 # ---------------------------------------------------------------- data types
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # a generation may list 100,000
 class MhlFile:
     """One file of a generation, as triplicate records it (xxh64 only)."""
 
@@ -234,7 +234,7 @@ def build_manifest(
     _check_aware(created, "created")
     root_dir = _tree(files)
     extra = _check_extra_hashes(upstream_hashes or {}, root_dir)
-    hashes: list[bytes] = []
+    hashes = bytearray()  # the children of <hashes>, in order, as made
     content, structure = _emit_dir(root_dir, "", hashes, extra, created)
     hashlist = ET.Element("hashlist", {"version": "2.0", "xmlns": MHL_NS})
     hashlist.append(_creator_info(info, created))
@@ -243,10 +243,16 @@ def build_manifest(
     )
     ET.indent(hashlist, space="  ")
     head = ET.tostring(hashlist, encoding="unicode").removesuffix("</hashlist>").encode("utf-8")
+    out = bytearray(b'<?xml version="1.0" encoding="UTF-8"?>\n')
+    out += head
     if hashes:  # the schema wants at least one child in <hashes>
-        hashes[-1] = hashes[-1].removesuffix(b"\n    ") + b"\n  "  # the last one closes <hashes>
-        hashes = [b"  <hashes>\n    ", *hashes, b"</hashes>\n"]
-    return b"".join([b'<?xml version="1.0" encoding="UTF-8"?>\n', head, *hashes, b"</hashlist>\n"])
+        del hashes[-2:]  # the last child's tail closes <hashes>, one level out
+        out += b"  <hashes>\n    "
+        out += hashes
+        del hashes
+        out += b"</hashes>\n"
+    out += b"</hashlist>\n"
+    return bytes(out)
 
 
 @dataclass
@@ -299,7 +305,7 @@ def _lookup(root: _Dir, path: str) -> MhlFile | None:
 def _emit_dir(
     node: _Dir,
     prefix: str,
-    out: list[bytes],
+    out: bytearray,
     extra: Mapping[str, Sequence[HashEntry]],
     created: datetime,
 ) -> tuple[str, str]:
@@ -311,12 +317,12 @@ def _emit_dir(
     structures: list[str] = []
     for name in sorted(node.dirs):
         content, structure = _emit_dir(node.dirs[name], f"{prefix}{name}/", out, extra, created)
-        out.append(_inside_hashes(_directory_hash(f"{prefix}{name}", content, structure, created)))
+        out += _inside_hashes(_directory_hash(f"{prefix}{name}", content, structure, created))
         contents.append(content)
         structures.append(_named_hash(name, structure))
     for name in sorted(node.files):
         f = node.files[name]
-        out.append(_file_hash(f, extra.get(f.path, ())))
+        out += _file_hash(f, extra.get(f.path, ()))
         contents.append(f.xxh64)
         structures.append(_named_hash(name, f.xxh64))
     return _hash_of_hashes(contents), _hash_of_hashes(structures)
