@@ -76,11 +76,13 @@ def run_rclone(ctx: Context, watch: Path) -> Measured:
 def journal_cost(ctx: Context, watch: Path, count: int) -> float:
     """ms per file of the journal work one file costs with two destinations:
     ingest (in batches, as the watcher hands them on), then per destination
-    due_ids + claim + record_verified — the real Journal class, its own file."""
+    due_ids + claim + record_verified — the real Journal class, its own file,
+    its writes grouped into commits as the daemon groups them."""
     from triplicate.journal import Journal, SeenFile
 
     path = ctx.case_dir("small/journal") / "journal.db"
     journal = Journal(path)
+    journal.group_commits()  # as the daemon writes it
     seen = [SeenFile(str(watch), f"{OFFLOAD}/{i:07d}.dpx", 100_000, i) for i in range(count)]
     began = time.perf_counter()
     for i in range(0, count, 500):

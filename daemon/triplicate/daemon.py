@@ -154,6 +154,7 @@ class Daemon:
             loop.add_signal_handler(signal.SIGUSR1, self.retry_now)
             pidfile.write(self.journal.path)
         recovered = self.journal.recover(self.check)
+        self.journal.group_commits(call_later=loop.call_later)
         if self.once:
             self.journal.make_due_now()
         log.info("daemon_started", journal=str(self.journal.path), resumed_copies=recovered,
@@ -220,6 +221,7 @@ class Daemon:
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.manifests.drain()
         await self.ops.stop()
+        self.journal.commit()
         if not self.once:
             pidfile.remove(self.journal.path)
         # bytes read from source files against bytes handed to destinations: < 1 when copies shared reads

@@ -31,8 +31,8 @@ import dataclasses
 import pathlib
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Any
 from datetime import UTC, datetime
+from typing import Any
 
 from . import mhl
 from .destinations.base import Destination, check_key

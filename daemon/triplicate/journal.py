@@ -20,13 +20,21 @@ written when work ends; after a crash, rows left `transferring` go back to
 
 Durability: WAL with synchronous=NORMAL. A crash of the process loses nothing
 committed; a power cut may roll back the last commits, never corrupt the file.
-Either way the lost rows can only be "verified" rows turning back into
-"pending" ones (work done again) or files seen again by the next scan, so no
-file is lost and nothing is claimed verified that was not.
+The daemon groups its per-file writes (ingest, claims, outcomes) into shared
+transactions committed at most GROUP_WINDOW apart (`group_commits`): a commit
+costs the same for one row as for fifty, and at hundreds of small files a
+second the commits were most of the journal's time. A crash may then also
+lose the last window's writes. Either way the lost rows can only be "verified"
+rows turning back into "pending" ones (work done again, found present at the
+destination) or files seen again by the next scan, so no file is lost and
+nothing is claimed verified that was not. Writes whose loss would cost more
+(an ASC MHL generation's number, an upload's resume state, a milestone) commit
+at once, and with them everything grouped before.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -35,11 +43,16 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 from .errors import JournalError
 
 SCHEMA_VERSION = 2
+
+T = TypeVar("T")
+
+# The longest a grouped write waits for its commit (see `Journal.group_commits`).
+GROUP_WINDOW = 0.025
 
 # Columns added after version 1, with how an older journal gains them
 # (Journal._migrate): ctime_ns of each version (a rewrite that restores size and
@@ -352,6 +365,17 @@ class Journal:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.db = self._connect(path)
+        self.window = 0.0  # 0: every write commits at once
+        self.group_began: float | None = None  # monotonic start of the open group, if one is open
+        self._call_later: Callable[[float, Callable[[], None]], object] | None = None
+
+    def group_commits(
+        self, window: float = GROUP_WINDOW, call_later: Callable[[float, Callable[[], None]], object] | None = None
+    ) -> None:
+        """From now on per-file writes share one transaction until it is
+        `window` old; `call_later` (the event loop's) commits a group that no
+        later write closes. Only for a journal written from one thread."""
+        self.window, self._call_later = window, call_later
 
     @staticmethod
     def _connect(path: Path) -> sqlite3.Connection:
@@ -388,16 +412,31 @@ class Journal:
             raise JournalError(f"journal {path} cannot be created: {exc.strerror}; check the folder") from None
         return db
 
+    def commit(self) -> None:
+        """Commit the open group of writes, if any: before another connection
+        (a snapshot, another process) must see them."""
+        if self.group_began is not None:
+            self.group_began = None
+            if self.db.in_transaction:
+                self.db.execute("COMMIT")
+
+    def _commit_group(self, began: float) -> None:
+        if self.group_began == began:
+            self.commit()
+
     def close(self) -> None:
+        if self.group_began is not None:
+            self.commit()
         self.db.close()
 
     @contextlib.contextmanager
     def snapshot(self) -> Iterator[Journal]:
-        """This journal as it is now, on a connection of its own holding one
-        read transaction: a consistent view for long reads (an offload's look,
-        its report) made in a worker thread while the event loop goes on
+        """This journal as committed now, on a connection of its own holding
+        one read transaction: a consistent view for long reads (an offload's
+        look, its report) made in a worker thread while the event loop goes on
         writing through `db` (WAL lets one writer and readers run together).
-        Only reads; one thread at a time."""
+        The writer calls `commit()` before handing the read on, so that the
+        view holds its grouped writes. Only reads; one thread at a time."""
         view = Journal.__new__(Journal)
         view.path = self.path
         view.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -409,8 +448,21 @@ class Journal:
         finally:
             view.db.close()
 
-    def _tx(self) -> "_Transaction":
-        return _Transaction(self.db)
+    async def read_apart(self, read: Callable[[Journal], T]) -> T:
+        """`read` run in a worker thread on a snapshot holding every write
+        made so far (a look, a report, the status of 100,000 files)."""
+        self.commit()
+
+        def run() -> T:
+            with self.snapshot() as view:
+                return read(view)
+
+        return await asyncio.to_thread(run)
+
+    def _tx(self, grouped: bool = False) -> "_Transaction":
+        """A write as one transaction; `grouped` lets it share the open group
+        (a per-file write whose loss costs at most the work again)."""
+        return _Transaction(self, grouped and self.window > 0)
 
     # ---- start-up --------------------------------------------------------
 
@@ -440,7 +492,7 @@ class Journal:
     def set_ctime(self, watch: str, relpath: str, ctime_ns: int) -> None:
         """The file's ctime moved but its bytes are the recorded ones (chmod, a
         rename back, a metadata tool): the version stays."""
-        with self._tx():
+        with self._tx(grouped=True):
             self.db.execute(
                 "UPDATE files SET ctime_ns = ? WHERE current = 1 AND relpath = ? AND offload_id = "
                 "(SELECT id FROM offloads WHERE watch = ? AND name = ?)",
@@ -458,7 +510,7 @@ class Journal:
         old one. Returns the ids of new file versions."""
         now = time.time()
         new_ids: list[int] = []
-        with self._tx():
+        with self._tx(grouped=True):
             for item in seen:
                 file_id = self._ingest_one(item, destinations, now)
                 if file_id is not None:
@@ -529,7 +581,7 @@ class Journal:
     def supersede(self, file_id: int) -> None:
         """The source changed under a transfer: this version is no longer the
         file; the next scan records the new one."""
-        with self._tx():
+        with self._tx(grouped=True):
             self._supersede(file_id, time.time())
 
     # ---- claiming and outcomes ----------------------------------------------
@@ -558,7 +610,7 @@ class Journal:
     def claim_id(self, copy_id: int, now: float | None = None) -> CopyJob | None:
         """pending -> transferring, attempts counted before the work starts."""
         now = time.time() if now is None else now
-        with self._tx():
+        with self._tx(grouped=True):
             cur = self.db.execute(
                 "UPDATE copies SET state = 'transferring', attempts = attempts + 1, updated_at = ? "
                 "WHERE id = ? AND state = 'pending'",
@@ -579,7 +631,7 @@ class Journal:
         """Mark the copy verified; returns False (and records nothing) when the
         file's hash recorded by another destination differs from `xxh64`."""
         now = time.time()
-        with self._tx():
+        with self._tx(grouped=True):
             self.db.execute("UPDATE files SET xxh64 = ? WHERE id = ? AND xxh64 IS NULL", (xxh64, job.file_id))
             recorded = self.db.execute("SELECT xxh64 FROM files WHERE id = ?", (job.file_id,)).fetchone()[0]
             if recorded != xxh64:
@@ -592,7 +644,7 @@ class Journal:
         return True
 
     def record_retry(self, copy_id: int, error: str, kind: str, next_attempt_at: float) -> None:
-        with self._tx():
+        with self._tx(grouped=True):
             self.db.execute(
                 "UPDATE copies SET state = 'pending', last_error = ?, error_kind = ?, next_attempt_at = ?, "
                 "updated_at = ? WHERE id = ? AND state = 'transferring'",
@@ -600,7 +652,7 @@ class Journal:
             )
 
     def record_failed(self, copy_id: int, error: str) -> None:
-        with self._tx():
+        with self._tx(grouped=True):
             self.db.execute(
                 "UPDATE copies SET state = 'failed', last_error = ?, error_kind = 'permanent', updated_at = ? "
                 "WHERE id = ? AND state = 'transferring'",
@@ -609,7 +661,7 @@ class Journal:
 
     def release(self, copy_id: int) -> None:
         """Work stopped by a shutdown: back to pending, due at once."""
-        with self._tx():
+        with self._tx(grouped=True):
             self.db.execute(
                 "UPDATE copies SET state = 'pending', next_attempt_at = 0, updated_at = ? "
                 "WHERE id = ? AND state = 'transferring'",
@@ -774,16 +826,39 @@ _MOVED_AWAY = (
 
 
 class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception."""
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception. Grouped: a
+    savepoint inside the journal's open group (opened if none is), rolled
+    back alone on an exception; the group commits once it is old enough."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
+    def __init__(self, journal: Journal, grouped: bool) -> None:
+        self.journal, self.db, self.grouped = journal, journal.db, grouped
 
     def __enter__(self) -> None:
-        self.db.execute("BEGIN IMMEDIATE")
+        j = self.journal
+        if not self.grouped:
+            j.commit()
+            self.db.execute("BEGIN IMMEDIATE")
+            return
+        if j.group_began is None:
+            self.db.execute("BEGIN IMMEDIATE")
+            j.group_began = began = time.monotonic()
+            if j._call_later is not None:
+                j._call_later(j.window, lambda: j._commit_group(began))
+        self.db.execute("SAVEPOINT write")
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
-        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+        if not self.grouped:
+            self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+            return
+        j = self.journal
+        if not self.db.in_transaction:  # SQLite rolled the whole group back itself (a full disk)
+            j.group_began = None
+            return
+        if exc_type:
+            self.db.execute("ROLLBACK TO write")
+        self.db.execute("RELEASE write")
+        if j.group_began is not None and time.monotonic() - j.group_began >= j.window:
+            j.commit()
 
 
 def _migrate(db: sqlite3.Connection, version: int) -> None:

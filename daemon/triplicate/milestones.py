@@ -43,26 +43,30 @@ def signature(files: Iterable[tuple[str, str | None]]) -> str:
     return _digest(sorted(files, key=lambda pair: pair[0])).hexdigest()
 
 
-def offload_signature(journal: Journal, offload_id: int, extra: Iterable[tuple[str, str]] = ()) -> str:
-    """`signature` of an offload's current files and the `extra` pairs (names
-    starting with NUL, which no path holds), read in order from the journal's
-    index instead of sorted in memory: an offload of 100,000 frames is looked
-    at without a Python object per file. The digests are equal because SQLite
-    compares UTF-8 bytes, and UTF-8 byte order is code point order."""
-    return offload_signatures(journal, offload_id, [extra])[0]
-
-
-def offload_signatures(journal: Journal, offload_id: int, extras: list[Iterable[tuple[str, str]]]) -> list[str]:
-    """`offload_signature` with each of `extras`, in one read of the files."""
-    digests = [_digest(sorted(extra)) for extra in extras]
+def offload_signature(journal: Journal, offload_id: int) -> str:
+    """`signature` of an offload's current files, read in order from the
+    journal's index instead of sorted in memory: an offload of 100,000 frames
+    is looked at without a Python object per file. The digests are equal
+    because SQLite compares UTF-8 bytes, and UTF-8 byte order is code point order."""
     rows = journal.db.execute(
         "SELECT relpath, xxh64 FROM files WHERE offload_id = ? AND current = 1 ORDER BY relpath", (offload_id,)
     )
-    for relpath, xxh64 in rows:
-        line = f"{relpath}\0{xxh64}\n".encode()
-        for digest in digests:
-            digest.update(line)
-    return [digest.hexdigest() for digest in digests]
+    return _digest(rows).hexdigest()
+
+
+class FileSignature:
+    """An offload's `offload_signature`, read from the journal at most once
+    however many parts of one look or report ask for it (each read walks
+    every current file)."""
+
+    def __init__(self, journal: Journal, offload_id: int) -> None:
+        self.journal, self.offload_id = journal, offload_id
+        self._value: str | None = None
+
+    def __call__(self) -> str:
+        if self._value is None:
+            self._value = offload_signature(self.journal, self.offload_id)
+        return self._value
 
 
 def _digest(ordered: Iterable[tuple[str, str | None]]) -> Any:
@@ -238,7 +242,7 @@ class OffloadMilestones:
         if self.settling(*self.journal.offload(offload_id)):
             return
         # reads every current file: in a thread, on a snapshot, so copies go on meanwhile
-        seen = await asyncio.to_thread(self._read, offload_id)
+        seen = await self.journal.read_apart(lambda view: self._read(view, offload_id))
         if seen is None or self.settling(seen.o.watch, seen.o.name):
             return  # a file began to arrive while the look read: its copy asks for the next one
         o, safe = seen.o, not seen.reasons
@@ -256,21 +260,23 @@ class OffloadMilestones:
             mark(self.journal, offload_id, REPORT, seen.report_signature)
         mark(self.journal, offload_id, LOOKED, stamp)
 
-    def _read(self, offload_id: int) -> Seen | None:
+    def _read(self, view: Journal, offload_id: int) -> Seen | None:
         from .status import offload_status, unverified_reasons  # status imports this module
 
-        with self.journal.snapshot() as view:
-            o = offload_status(self.config, view, offload_id)
-            if o is None:
-                return None
-            reasons = unverified_reasons(self.config, o)
-            safe = not reasons
-            complete = sorted(d for d, states in o.destinations.items() if states.get("verified") == o.files)
-            files, report = offload_signatures(view, offload_id, [(), [
-                ("\0complete", ",".join(complete)), ("\0safe", str(safe)),
-                ("\0generations", str(_generation_count(view, offload_id))),
-            ]])
-            return Seen(o, reasons, files, report)
+        read_files = FileSignature(view, offload_id)
+        o = offload_status(self.config, view, offload_id, read_files)
+        if o is None:
+            return None
+        reasons = unverified_reasons(self.config, o)
+        safe = not reasons
+        complete = sorted(d for d, states in o.destinations.items() if states.get("verified") == o.files)
+        files = read_files()
+        # what the report shows beside the files (names start with NUL, which no path holds)
+        report = signature([
+            ("\0files", files), ("\0complete", ",".join(complete)), ("\0safe", str(safe)),
+            ("\0generations", str(_generation_count(view, offload_id))),
+        ])
+        return Seen(o, reasons, files, report)
 
     def _config_digest(self) -> str:
         """What a look reads from the config: destinations' media and off-site

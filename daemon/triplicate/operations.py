@@ -201,11 +201,7 @@ class Operations:
 
         config, live = self.config, self.live.frozen()
 
-        def read() -> str:
-            with self.journal.snapshot() as view:
-                return collect(config, view, live).model_dump_json(indent=2)
-
-        return await asyncio.to_thread(read)
+        return await self.journal.read_apart(lambda view: collect(config, view, live).model_dump_json(indent=2))
 
     def status_line(self) -> str:
         """systemd's STATUS=: the backlog per destination, in one line."""

@@ -15,7 +15,6 @@ patterns, so `ascmhl-debug verify` at the destination does not call it a new fil
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import dataclasses
 import functools
@@ -141,13 +140,13 @@ def location(dest: Any) -> str:
 def build_report(config: Config, journal: Journal, offload_id: int) -> Report:
     from .status import offload_status, unverified_reasons
 
-    o = offload_status(config, journal, offload_id)
+    signature = milestones.FileSignature(journal, offload_id)
+    o = offload_status(config, journal, offload_id, signature)
     if o is None:
         raise ReportError(f"offload #{offload_id} has no current files in the journal")
-    sig = milestones.offload_signature(journal, offload_id)
     reasons = unverified_reasons(config, o)
     mark = milestones.reached_at(journal, offload_id, milestones.SAFE)
-    safe = not reasons and mark is not None and mark[0] == sig
+    safe = not reasons and mark is not None and mark[0] == signature()
     if not reasons and not safe:
         reasons = ["complete in the journal, but the daemon has not yet confirmed the offload stopped arriving"]
     names = _destination_names(config, o.destinations)
@@ -272,7 +271,7 @@ async def write_to_destinations(
     True when every such write worked (or there is nowhere to write)."""
     if not journal.has_folders(offload_id):
         return True  # a loose file has no folder to hold a report
-    report, data = await asyncio.to_thread(_render_page, config, journal, offload_id)
+    report, data = await journal.read_apart(lambda view: _render_page(config, view, offload_id))
     ok = True
     for d in report.destinations:
         dest = destinations.get(d.name)
@@ -292,14 +291,13 @@ async def write_to_destinations(
 
 def _render_page(config: Config, journal: Journal, offload_id: int) -> tuple[Report, bytearray]:
     """The HTML page, read from a snapshot of the journal (a worker thread's
-    job: 100,000 rows take seconds) and encoded row by row."""
+    job: 100,000 rows take seconds), encoded row by row."""
     from .report_html import page
 
-    with journal.snapshot() as view:
-        report = build_report(config, view, offload_id)
-        data = bytearray()  # no second whole copy of the page as one str
-        for piece in page(report):
-            data += piece.encode("utf-8")
+    report = build_report(config, journal, offload_id)
+    data = bytearray()  # no second whole copy of the page as one str
+    for piece in page(report):
+        data += piece.encode("utf-8")
     return report, data
 
 

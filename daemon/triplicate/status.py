@@ -108,10 +108,11 @@ def collect(config: Config, journal: Journal, live: LiveFigures | None = None) -
     offloads = []
     for t in tallies:
         o = _offload(config, t)
-        o.mhl_behind = _mhl_behind(journal, t.offload_id, o)
+        signature = milestones.FileSignature(journal, t.offload_id)
+        o.mhl_behind = _mhl_behind(journal, t.offload_id, o, signature)
         _apply_readiness(o, readiness.get((t.watch, t.name)))
         o.sequences = _sequences(paths.get(t.offload_id, []))
-        _judge_safety(config, journal, t.offload_id, o, marks.get(t.offload_id))
+        _judge_safety(config, o, marks.get(t.offload_id), signature)
         o.eta_seconds = _eta(t, throughput)
         offloads.append(o)
     return Status(
@@ -123,12 +124,16 @@ def collect(config: Config, journal: Journal, live: LiveFigures | None = None) -
     )
 
 
-def offload_status(config: Config, journal: Journal, offload_id: int) -> OffloadStatus | None:
+def offload_status(
+    config: Config, journal: Journal, offload_id: int, signature: milestones.FileSignature | None = None,
+) -> OffloadStatus | None:
     """One offload (milestones.py asks after copies land), without the safety
-    verdict: counted by SQLite, so its cost in memory does not grow with its files."""
+    verdict: counted by SQLite, so its cost in memory does not grow with its
+    files. `signature` (read here only if a history must be compared) is the
+    caller's, for it to read the files once."""
     for t in _tallies(journal, offload_id).values():
         o = _offload(config, t)
-        o.mhl_behind = _mhl_behind(journal, offload_id, o)
+        o.mhl_behind = _mhl_behind(journal, offload_id, o, signature or milestones.FileSignature(journal, offload_id))
         _apply_readiness(o, _readiness(journal, t.watch, t.name).get((t.watch, t.name)))
         return o
     return None
@@ -287,14 +292,14 @@ def unverified_reasons(config: Config, o: OffloadStatus) -> list[str]:
     return reasons
 
 
-def _mhl_behind(journal: Journal, offload_id: int, o: OffloadStatus) -> list[str]:
+def _mhl_behind(journal: Journal, offload_id: int, o: OffloadStatus, signature: milestones.FileSignature) -> list[str]:
     """Destinations holding every file verified whose last ASC MHL generation
     does not list exactly the current files and hashes (loose files carry no
     history, so they are never behind)."""
     complete = [d for d, states in o.destinations.items() if o.files and states.get("verified", 0) == o.files]
     if not offload_id or not complete or not journal.has_folders(offload_id):
         return []
-    current = milestones.offload_signature(journal, offload_id)
+    current = signature()
     behind = []
     for dest in complete:
         last = journal.last_generation(offload_id, dest)
@@ -303,11 +308,11 @@ def _mhl_behind(journal: Journal, offload_id: int, o: OffloadStatus) -> list[str
     return behind
 
 
-def _judge_safety(config: Config, journal: Journal, offload_id: int, o: OffloadStatus, marked: str | None) -> None:
+def _judge_safety(config: Config, o: OffloadStatus, marked: str | None, signature: milestones.FileSignature) -> None:
     """Safe to format = nothing left to do and the daemon confirmed it once the
     offload had stopped arriving (the mark carries the files and hashes it saw)."""
     reasons = unverified_reasons(config, o)
-    if not reasons and marked != milestones.offload_signature(journal, offload_id):
+    if not reasons and marked != signature():
         reasons.append("complete in the journal, but the daemon has not yet confirmed the offload stopped arriving")
     o.unsafe_reasons = reasons
     o.safe_to_format = not reasons

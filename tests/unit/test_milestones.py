@@ -193,10 +193,7 @@ def test_the_journal_orders_an_offload_as_signature_sorts_it(tmp_path: Path, pat
     journal.ingest([SeenFile(str(tmp_path), p, 1, 1) for p in paths], ["near"])
     [offload_id] = journal.offload_ids()
     pairs = [(p, None) for p in paths]
-    extra = [("\0safe", "True"), ("\0complete", "near")]
     assert milestones.offload_signature(journal, offload_id) == milestones.signature(pairs)
-    assert milestones.offload_signatures(journal, offload_id, [extra, ()]) == [
-        milestones.signature([*pairs, *extra]), milestones.signature(pairs)]
     journal.close()
 
 
@@ -253,3 +250,34 @@ def test_a_generation_landing_after_a_look_brings_the_next_one_without_the_pause
 
     asyncio.run(landing())
     assert looks.events == ["offload_safe"] and looks.reports == [False, True]
+
+
+def test_a_look_a_report_and_a_status_read_the_files_once(
+    setup: tuple[Journal, Looks, list[int], int], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each read of an offload's signature walks every current file: the
+    histories' check, the safety mark and the report's signature share one."""
+    from triplicate import report
+
+    journal, looks, _, offload_id = setup
+    for dest in ("near", "tape", "far"):
+        verify(journal, dest)
+        generation(journal, offload_id, dest)
+    reads: list[int] = []
+    real = milestones.offload_signature
+
+    def counted(*args: object) -> str:
+        reads.append(1)
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(milestones, "offload_signature", counted)
+    looks.look(offload_id)
+    assert looks.events == ["offload_safe"] and looks.reports == [True]
+    assert len(reads) == 1, "the look"
+    reads.clear()
+    assert report.build_report(looks.m.config, journal, offload_id).safe_to_format
+    assert len(reads) == 1, "the report"
+    reads.clear()
+    [o] = status.collect(looks.m.config, journal).offloads
+    assert o.safe_to_format and o.mhl_behind == []
+    assert len(reads) == 1, "the status"
