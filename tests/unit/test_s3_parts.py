@@ -240,3 +240,33 @@ def test_importing_the_module_leaves_the_sdk_unloaded() -> None:
     code = "import sys, triplicate.destinations.registry; print(any(m.startswith(('botocore', 'aioboto3', 'aiobotocore')) for m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_endpoints_of_different_objects_share_one_resolution() -> None:
+    """botocore keys its endpoint cache by parameters that include the object
+    key, which no rule reads: without `cache_endpoints` every new key ran the
+    whole rule set. With it, the answer is the same and comes from the cache."""
+    import aioboto3
+
+    from triplicate.destinations.s3_client import cache_endpoints, unread_endpoint_parameters
+
+    assert "Key" in unread_endpoint_parameters() and "Bucket" not in unread_endpoint_parameters()
+
+    async def urls(shimmed: bool) -> tuple[set[str], int]:
+        session = aioboto3.Session(aws_access_key_id="k", aws_secret_access_key="s", region_name="us-east-1")
+        async with session.client("s3", endpoint_url="http://127.0.0.1:9") as client:
+            if shimmed:
+                cache_endpoints(client)
+            put = client.meta.service_model.operation_model("PutObject")
+            resolver = client._ruleset_resolver
+            before = resolver._provider.resolve_endpoint.cache_info().misses
+            found = {
+                (await resolver.construct_endpoint(put, {"Bucket": "b", "Key": f"A001/{i}.dpx"}, {})).url
+                for i in range(20)
+            }
+            return found, resolver._provider.resolve_endpoint.cache_info().misses - before
+
+    plain, plain_misses = asyncio.run(urls(False))
+    cached, cached_misses = asyncio.run(urls(True))
+    assert plain == cached == {"http://127.0.0.1:9/b"}
+    assert plain_misses == 20 and cached_misses <= 1

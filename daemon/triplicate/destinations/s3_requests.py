@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import TransientError
 from .base import Progress
-from .s3_client import new_client
+from .s3_client import cache_endpoints, new_client
 from .s3_errors import Missing, Where, classify, no_such_bucket, sdk_errors
 from .s3_source import READ_CHUNK
 
@@ -44,6 +44,7 @@ class S3Api:
         stack = contextlib.AsyncExitStack()
         try:
             self.client = await stack.enter_async_context(new_client(self.config))
+            cache_endpoints(self.client)
             self._stack = stack
             await self._check_bucket()
         except BaseException as exc:
