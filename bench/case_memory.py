@@ -66,18 +66,16 @@ def _known_journal(journal_path: Path, watch: Path) -> None:
 
     journal = Journal(journal_path)
     batch: list[SeenFile] = []
-    hashes: list[tuple[str, str]] = []
     for dirpath, _, names in os.walk(watch):
         for name in names:
             path = Path(dirpath) / name
             st = path.stat()
             rel = path.relative_to(watch).as_posix()
-            batch.append(SeenFile(str(watch), rel, st.st_size, st.st_mtime_ns))
-            hashes.append((xxhash.xxh64_hexdigest(path.read_bytes()), rel))
-    journal.ingest(batch, ["nearline"])
+            xxh64 = xxhash.xxh64_hexdigest(path.read_bytes())
+            batch.append(SeenFile(str(watch), rel, st.st_size, st.st_mtime_ns, xxh64=xxh64))
+    journal.ingest(batch, ["nearline"])  # the hashes go in with the files: no lookup per path
     now = time.time()
     with journal._tx():
-        journal.db.executemany("UPDATE files SET xxh64 = ? WHERE relpath = ?", hashes)
         journal.db.execute("UPDATE copies SET state = 'verified', verified_at = ?, updated_at = ?", (now, now))
     journal.close()
 

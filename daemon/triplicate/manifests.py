@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -78,17 +77,12 @@ class ManifestWriter:
 
     async def _write(self, offload_id: int, destination: str) -> bool:
         watch, offload = self.journal.offload(offload_id)
-        rows = self.journal.offload_state(offload_id, destination)
-        if not rows or any(r["state"] != "verified" for r in rows):
-            return False
-        if all("/" not in r["relpath"] for r in rows):
-            return False  # a loose file has no folder to hold a history
-        signature = milestones.signature((r["relpath"], r["xxh64"]) for r in rows)
         last = self.journal.last_generation(offload_id, destination)
-        if last is not None and last[1] == signature:
+        found = await self.journal.read_apart(
+            lambda view: _generation_files(view, offload_id, destination, offload, last and last[1]))
+        if found is None:
             return False
-        files = await asyncio.to_thread(_mhl_files, offload, rows)
-        del rows  # held through the generation's making, the rows would double its memory
+        files, signature = found
         upstream = Path(watch) / offload / HISTORY_FOLDER
         dlog = log.bind(offload=offload, destination=destination)
         try:
@@ -124,20 +118,36 @@ class ManifestWriter:
                 await self.write_if_complete(offload_id, name)
 
 
-def _mhl_files(offload: str, rows: list[sqlite3.Row]) -> list[MhlFile]:
-    """A worker thread's job: each record checks its path."""
-    return [_mhl_file(offload, r) for r in rows]
+def _generation_files(
+    view: Journal, offload_id: int, destination: str, offload: str, last: str | None,
+) -> tuple[list[MhlFile], str] | None:
+    """The records of the generation the offload needs at `destination`, and
+    their signature: None when not every file is verified there, when every
+    file is loose (no folder to hold a history), or when the `last`
+    generation lists these very files. Read in path order from a snapshot, in
+    a worker thread: a first pass signs, a second makes the records (each
+    checks its path) only when a generation is due, so no list of rows is
+    held beside them."""
+    complete, folders = True, False
 
+    def signed() -> Iterator[tuple[str, str]]:
+        nonlocal complete, folders
+        for _, relpath, _, _, xxh64, state, _ in view.offload_state_tuples(offload_id, destination):
+            if state != "verified":
+                complete = False
+                return
+            folders = folders or "/" in relpath
+            yield relpath, xxh64
 
-def _mhl_file(offload: str, row: object) -> MhlFile:
-    r = row  # sqlite3.Row
-    return MhlFile(
-        path=r["relpath"][len(offload) + 1:],  # type: ignore[index]
-        size=r["size"],  # type: ignore[index]
-        mtime=datetime.fromtimestamp(r["mtime_ns"] / 1e9, tz=timezone.utc),  # type: ignore[index]
-        xxh64=r["xxh64"],  # type: ignore[index]
-        hashed_at=_utc(r["verified_at"]),  # type: ignore[index]
-    )
+    signature = milestones.signature_in_order(signed())
+    if not complete or not folders or signature == last:
+        return None
+    files = [
+        MhlFile(path=relpath[len(offload) + 1:], size=size, xxh64=xxh64, hashed_at=_utc(verified_at),
+                mtime=datetime.fromtimestamp(mtime_ns / 1e9, tz=timezone.utc))
+        for _, relpath, size, mtime_ns, xxh64, _, verified_at in view.offload_state_tuples(offload_id, destination)
+    ]
+    return files, signature
 
 
 def _process_info() -> ProcessInfo:

@@ -43,6 +43,12 @@ def signature(files: Iterable[tuple[str, str | None]]) -> str:
     return _digest(sorted(files, key=lambda pair: pair[0])).hexdigest()
 
 
+def signature_in_order(files: Iterable[tuple[str, str | None]]) -> str:
+    """`signature` of pairs already in path order (as the journal's index
+    gives them), without holding them."""
+    return _digest(files).hexdigest()
+
+
 def offload_signature(journal: Journal, offload_id: int) -> str:
     """`signature` of an offload's current files, read in order from the
     journal's index instead of sorted in memory: an offload of 100,000 frames
