@@ -425,8 +425,7 @@ class Journal:
             self.commit()
 
     def close(self) -> None:
-        if self.group_began is not None:
-            self.commit()
+        self.commit()
         self.db.close()
 
     @contextlib.contextmanager
@@ -721,16 +720,13 @@ class Journal:
 
     # ---- offload completeness and ASC MHL generations ----------------------------
 
-    def offload_state(self, offload_id: int, destination: str) -> list[sqlite3.Row]:
+    def offload_state(self, offload_id: int, destination: str) -> Iterator[tuple[Any, ...]]:
         """Current files of an offload with their copy state at `destination`,
         and the verified copies there of versions that moved away (the copy
-        stays where it is: it is what a sealed generation lists)."""
-        return list(self.rows(_OFFLOAD_STATE, (destination, offload_id)))
-
-    def offload_state_tuples(self, offload_id: int, destination: str) -> Iterator[tuple[Any, ...]]:
-        """`offload_state` one plain tuple at a time, in path order (id,
-        relpath, size, mtime_ns, xxh64, state, verified_at): a 200,000-file
-        generation without a list of rows beside its records."""
+        stays where it is: it is what a sealed generation lists). One plain
+        tuple at a time, in path order (id, relpath, size, mtime_ns, xxh64,
+        state, verified_at): a 200,000-file generation holds no list of rows
+        beside its records."""
         return self.db.execute(_OFFLOAD_STATE, (destination, offload_id))
 
     def verified_counts(self, offload_id: int) -> tuple[int, dict[str, int]]:

@@ -132,7 +132,7 @@ def _generation_files(
 
     def signed() -> Iterator[tuple[str, str]]:
         nonlocal complete, folders
-        for _, relpath, _, _, xxh64, state, _ in view.offload_state_tuples(offload_id, destination):
+        for _, relpath, _, _, xxh64, state, _ in view.offload_state(offload_id, destination):
             if state != "verified":
                 complete = False
                 return
@@ -145,7 +145,7 @@ def _generation_files(
     files = [
         MhlFile(path=relpath[len(offload) + 1:], size=size, xxh64=xxh64, hashed_at=_utc(verified_at),
                 mtime=datetime.fromtimestamp(mtime_ns / 1e9, tz=timezone.utc))
-        for _, relpath, size, mtime_ns, xxh64, _, verified_at in view.offload_state_tuples(offload_id, destination)
+        for _, relpath, size, mtime_ns, xxh64, _, verified_at in view.offload_state(offload_id, destination)
     ]
     return files, signature
 

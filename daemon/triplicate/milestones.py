@@ -57,7 +57,7 @@ def offload_signature(journal: Journal, offload_id: int) -> str:
     rows = journal.db.execute(
         "SELECT relpath, xxh64 FROM files WHERE offload_id = ? AND current = 1 ORDER BY relpath", (offload_id,)
     )
-    return _digest(rows).hexdigest()
+    return signature_in_order(rows)
 
 
 class FileSignature:

@@ -34,6 +34,14 @@ def path(tmp_path: Path) -> Path:
     return tmp_path / "journal.db"
 
 
+@pytest.fixture
+def journal(path: Path) -> Journal:
+    """A journal whose groups commit only when told to (a timer never fires)."""
+    journal = Journal(path)
+    journal.group_commits(window=3600, call_later=lambda *_: None)
+    return journal
+
+
 def states_seen_elsewhere(path: Path) -> dict[str, int]:
     db = sqlite3.connect(path)
     try:
@@ -68,9 +76,7 @@ def test_a_group_older_than_its_window_commits_with_its_next_write(path: Path) -
     journal.close()
 
 
-def test_a_write_that_must_last_commits_the_group_with_it(path: Path) -> None:
-    journal = Journal(path)
-    journal.group_commits(window=3600, call_later=lambda *_: None)
+def test_a_write_that_must_last_commits_the_group_with_it(path: Path, journal: Journal) -> None:
     ingest(journal, 2)
     job = journal.claim_id(journal.due_ids("nearline", 1e12)[0])
     assert job is not None
@@ -80,9 +86,7 @@ def test_a_write_that_must_last_commits_the_group_with_it(path: Path) -> None:
     journal.close()
 
 
-def test_a_failed_write_rolls_back_alone(path: Path) -> None:
-    journal = Journal(path)
-    journal.group_commits(window=3600, call_later=lambda *_: None)
+def test_a_failed_write_rolls_back_alone(path: Path, journal: Journal) -> None:
     ingest(journal, 1)
     with pytest.raises(RuntimeError):
         with journal._tx(grouped=True):
@@ -93,9 +97,7 @@ def test_a_failed_write_rolls_back_alone(path: Path) -> None:
     journal.close()
 
 
-def test_a_read_apart_sees_every_write_made_before_it(path: Path) -> None:
-    journal = Journal(path)
-    journal.group_commits(window=3600, call_later=lambda *_: None)
+def test_a_read_apart_sees_every_write_made_before_it(journal: Journal) -> None:
     ingest(journal, 4)
 
     def count(view: Journal) -> int:
@@ -105,9 +107,7 @@ def test_a_read_apart_sees_every_write_made_before_it(path: Path) -> None:
     journal.close()
 
 
-def test_closing_commits_the_open_group(path: Path) -> None:
-    journal = Journal(path)
-    journal.group_commits(window=3600, call_later=lambda *_: None)
+def test_closing_commits_the_open_group(path: Path, journal: Journal) -> None:
     ingest(journal, 2)
     journal.close()
     assert states_seen_elsewhere(path) == {"pending": 2}

@@ -67,11 +67,11 @@ def test_the_moved_away_copy_stays_in_its_offload_until_its_key_is_taken(journal
     verify_all(journal, "nearline")
     offload_id = journal.db.execute("SELECT id FROM offloads WHERE name = 'A001'").fetchone()[0]
     journal.ingest([seen("B002/clip.mov", H, moved_from="A001/clip.mov")], ["nearline"])
-    listed = [r["relpath"] for r in journal.offload_state(offload_id, "nearline")]
+    listed = [relpath for _, relpath, *_ in journal.offload_state(offload_id, "nearline")]
     assert listed == ["A001/clip.mov", "A001/keep.mov"], "a sealed generation lists it, and it is still there"
     journal.ingest([replace(seen("A001/clip.mov"), size=99)], ["nearline"])  # a new file under the old name
     rows = journal.offload_state(offload_id, "nearline")
-    assert [(r["relpath"], r["size"]) for r in rows] == [("A001/clip.mov", 99), ("A001/keep.mov", 10)]
+    assert [(relpath, size) for _, relpath, size, *_ in rows] == [("A001/clip.mov", 99), ("A001/keep.mov", 10)]
 
 
 def recorded_ctimes(journal: Journal) -> dict[str, int]:

@@ -63,8 +63,15 @@ def verify(journal: Journal, destination: str) -> None:
 
 def generation(journal: Journal, offload_id: int, destination: str, number: int = 1) -> None:
     rows = journal.offload_state(offload_id, destination)
-    sig = milestones.signature((r["relpath"], r["xxh64"]) for r in rows)
+    sig = milestones.signature((relpath, xxh64) for _, relpath, _, _, xxh64, *_ in rows)
     journal.record_generation(offload_id, destination, number, f"{number:04d}.mhl", sig)
+
+
+def complete_everywhere(journal: Journal, offload_id: int) -> None:
+    """Every copy verified and a generation listing them at each destination."""
+    for dest in ("near", "tape", "far"):
+        verify(journal, dest)
+        generation(journal, offload_id, dest)
 
 
 @pytest.fixture
@@ -102,9 +109,7 @@ def test_a_look_that_left_nothing_to_do_is_not_taken_again_until_something_chang
     setup: tuple[Journal, Looks, list[int], int], tmp_path: Path,
 ) -> None:
     journal, looks, full_looks, offload_id = setup
-    for dest in ("near", "tape", "far"):
-        verify(journal, dest)
-        generation(journal, offload_id, dest)
+    complete_everywhere(journal, offload_id)
     looks.look(offload_id)
     looks.look(offload_id)
     assert len(full_looks) == 1 and looks.events == ["offload_safe"] and looks.reports == [True]
@@ -162,9 +167,7 @@ def test_a_look_reads_in_a_worker_thread_from_one_snapshot(
     loop, and from one snapshot, so a file landing meanwhile is in none of
     what it read rather than in some of it."""
     journal, looks, _, offload_id = setup
-    for dest in ("near", "tape", "far"):
-        verify(journal, dest)
-        generation(journal, offload_id, dest)
+    complete_everywhere(journal, offload_id)
     readers: list[str] = []
     counted = status.offload_status
 
@@ -203,9 +206,7 @@ def test_a_paused_offload_with_nothing_to_look_at_is_not_waited_for(
     """The end of a one-shot run asks for every offload again; one looked at a
     moment ago is paused (LOOK_PACE) but has nothing new: idle at once."""
     journal, looks, full_looks, offload_id = setup
-    for dest in ("near", "tape", "far"):
-        verify(journal, dest)
-        generation(journal, offload_id, dest)
+    complete_everywhere(journal, offload_id)
 
     async def twice() -> None:
         runner = asyncio.create_task(looks.m.run())
@@ -260,9 +261,7 @@ def test_a_look_a_report_and_a_status_read_the_files_once(
     from triplicate import report
 
     journal, looks, _, offload_id = setup
-    for dest in ("near", "tape", "far"):
-        verify(journal, dest)
-        generation(journal, offload_id, dest)
+    complete_everywhere(journal, offload_id)
     reads: list[int] = []
     real = milestones.offload_signature
 
