@@ -131,7 +131,7 @@ class FolderDestination:
         except FileNotFoundError:
             return None
 
-    async def write_bytes(self, key: str, data: bytes) -> None:
+    async def write_bytes(self, key: str, data: bytes | bytearray) -> None:
         assert_valid(key, data)
         if self.fail_on and key.endswith(self.fail_on):
             raise ConnectionError(f"simulated crash before writing {key}")

@@ -29,6 +29,8 @@ import asyncio
 import contextlib
 import dataclasses
 import pathlib
+import unicodedata
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -59,10 +61,52 @@ class GenerationResult:
     copied_upstream: tuple[str, ...] = ()  # upstream generation files copied by this call
 
 
-@dataclass(frozen=True)
-class _History:
-    chain: list[mhl.ChainEntry]  # ordered by sequence number
-    manifests: dict[str, bytes]  # file name -> bytes, for every chain entry
+class _Recorded:
+    """What the earlier generations recorded of the files of this one: for
+    each, whether some generation holds an original hash of its path and the
+    first xxh64 recorded for it (its action depends on nothing else); and
+    the latest generation's ignore patterns. Filled one manifest at a time,
+    in chain order, so no earlier generation is held whole."""
+
+    def __init__(self, files: list[mhl.MhlFile]) -> None:
+        self._files = files
+        self._index: dict[str, int] = {}
+        self._original = bytearray(len(files))
+        self._first: list[str | None] = [None] * len(files)
+        self.ignore: tuple[str, ...] = ()
+
+    def add(self, data: bytes, name: str) -> None:
+        """One earlier generation, the next in chain order."""
+        if not self._index:
+            self._index = {f.path: i for i, f in enumerate(self._files)}
+        # within one manifest a path listed twice counts once, the last entry
+        original, first = bytearray(len(self._original)), [None] * len(self._first)
+
+        def take(f: mhl.ManifestFile) -> None:
+            i = self._index.get(unicodedata.normalize("NFC", f.path))
+            if i is not None:
+                original[i] = any(h.action == "original" for h in f.hashes)
+                xxh64 = f.hash("xxh64")
+                first[i] = xxh64.value if xxh64 else None
+
+        self.ignore = _parse_manifest(data, name, take).ignore_patterns
+        self._original = bytearray(a | b for a, b in zip(self._original, original))
+        self._first = [old if old is not None else new for old, new in zip(self._first, first)]
+
+    def action(self, f: mhl.MhlFile) -> str:
+        i = self._index.get(f.path)
+        # ascmhl's rule: "original" until some generation holds an original hash
+        # of the path (in any format); ascmhl-debug verify checks only those.
+        if i is None or not self._original[i]:  # also with no earlier generation
+            return "original"
+        # Compare with the first xxh64 ever recorded, not the latest, so one bad
+        # generation cannot become the reference. None: only other formats (md5,
+        # ...) were recorded, which triplicate does not compute, so it cannot
+        # claim "verified"; verify keeps checking the file against those.
+        first = self._first[i]
+        if first is None:
+            return "original"
+        return "verified" if first == f.xxh64 else "failed"
 
 
 async def write_generation(
@@ -93,53 +137,40 @@ async def write_generation(
         )
     now = now or datetime.now(UTC)
     prefix = f"{check_key(offload)}/{mhl.FOLDER}"
-    history = await _read_destination(dest, prefix)
+    chain = await _read_destination(dest, prefix)
     copied: tuple[str, ...] = ()
     if upstream is not None:
         theirs = await asyncio.to_thread(_read_upstream, upstream)
-        history, copied = await _adopt_upstream(dest, prefix, history, theirs)
-    number = _next_number(history.chain)
+        chain, copied = await _adopt_upstream(dest, prefix, chain, theirs, upstream)
+    number = _next_number(chain)
     filename = mhl.generation_filename(number, offload.rsplit("/", 1)[-1], now)
     # seconds of CPU for 100,000 files: a worker thread's, not the event loop's
     async with composing:  # the caller's bound on generations composed at once
-        data, failed = await asyncio.to_thread(_compose, files, history, info, now)
+        recorded = _Recorded(files)
+        for earlier in chain:  # every one is at the destination by now
+            blob = _checked(earlier, await dest.read_bytes(f"{prefix}/{earlier.path}"), f"{dest.name}:{prefix}")
+            await asyncio.to_thread(recorded.add, blob, earlier.path)
+            del blob
+        data, failed = await asyncio.to_thread(_compose, files, recorded, info, now)
     entry = mhl.ChainEntry(number, filename, mhl.c4id(data))
     # The generation first: the chain must never name a file that is not there.
     await dest.write_bytes(f"{prefix}/{filename}", data)
-    await dest.write_bytes(f"{prefix}/{mhl.CHAIN_FILE}", mhl.build_chain([*history.chain, entry]))
+    await dest.write_bytes(f"{prefix}/{mhl.CHAIN_FILE}", mhl.build_chain([*chain, entry]))
     return GenerationResult(number, filename, entry.c4, f"{prefix}/{filename}", failed, copied)
 
 
 def _compose(
-    files: list[mhl.MhlFile], history: _History, info: mhl.ProcessInfo, now: datetime,
-) -> tuple[bytes, tuple[str, ...]]:
-    """The generation's XML, each file's action taken from the history, and
-    the paths whose hash differs from the one first recorded."""
-    earlier = [_parse_manifest(history.manifests[e.path], e.path) for e in history.chain]
-    marked = [_marked(f, _action(f, earlier)) for f in files]
-    data = mhl.build_manifest(marked, _carry_ignores(info, earlier), now)
-    return data, tuple(f.path for f in marked if f.action == "failed")
-
-
-def _marked(f: mhl.MhlFile, action: str) -> mhl.MhlFile:
-    # no second record per file when the action is the one it has (every file of a first generation)
-    return f if f.action == action else dataclasses.replace(f, action=action)
-
-
-def _action(f: mhl.MhlFile, earlier: list[mhl.Manifest]) -> str:
-    listed = [m.files[f.path] for m in earlier if f.path in m.files]
-    # ascmhl's rule: "original" until some generation holds an original hash
-    # of the path (in any format); ascmhl-debug verify checks only those.
-    if not any(h.action == "original" for entry in listed for h in entry.hashes):
-        return "original"
-    # Compare with the first xxh64 ever recorded, not the latest, so one bad
-    # generation cannot become the reference. None: only other formats (md5,
-    # ...) were recorded, which triplicate does not compute, so it cannot
-    # claim "verified"; verify keeps checking the file against those.
-    first = next((h for entry in listed if (h := entry.hash("xxh64"))), None)
-    if first is None:
-        return "original"
-    return "verified" if first.value == f.xxh64 else "failed"
+    files: list[mhl.MhlFile], recorded: _Recorded, info: mhl.ProcessInfo, now: datetime,
+) -> tuple[bytearray, tuple[str, ...]]:
+    """The generation's XML, each file's action taken from what earlier
+    generations recorded, and the paths whose hash differs from the one
+    first recorded."""
+    # ascmhl-debug verify applies only the latest generation's patterns, so
+    # dropping the ones an upstream tool wrote would turn its ignored files
+    # into "new files".
+    carried = dataclasses.replace(info, ignore=recorded.ignore + info.ignore)
+    data = mhl.build_manifest(files, carried, now, action=recorded.action)
+    return data, tuple(f.path for f in files if recorded.action(f) == "failed")
 
 
 def _next_number(chain: list[mhl.ChainEntry]) -> int:
@@ -148,39 +179,36 @@ def _next_number(chain: list[mhl.ChainEntry]) -> int:
     return max(numbers, default=0) + 1
 
 
-def _carry_ignores(info: mhl.ProcessInfo, earlier: list[mhl.Manifest]) -> mhl.ProcessInfo:
-    # ascmhl-debug verify applies only the latest generation's patterns, so
-    # dropping the ones an upstream tool wrote would turn its ignored files
-    # into "new files".
-    if not earlier:
-        return info
-    return dataclasses.replace(info, ignore=earlier[-1].ignore_patterns + info.ignore)
-
-
 # ------------------------------------------------------------- destination
 
 
-async def _read_destination(dest: Destination, prefix: str) -> _History:
+async def _read_destination(dest: Destination, prefix: str) -> list[mhl.ChainEntry]:
+    """The destination's chain, each manifest it names checked (present,
+    unmodified) one at a time: a generation can list 100,000 files."""
     raw = await dest.read_bytes(f"{prefix}/{mhl.CHAIN_FILE}")
     if raw is None:
-        return _History([], {})
+        return []
     where = f"{dest.name}:{prefix}"
     chain = _parse_chain(raw, where)
-    blobs = await asyncio.gather(*(dest.read_bytes(f"{prefix}/{e.path}") for e in chain))
-    return _History(chain, _checked(chain, list(blobs), where))
+    for entry in chain:
+        _checked(entry, await dest.read_bytes(f"{prefix}/{entry.path}"), where)
+    return chain
 
 
 async def _adopt_upstream(
-    dest: Destination, prefix: str, ours: _History, theirs: _History
-) -> tuple[_History, tuple[str, ...]]:
-    chain = _merge(ours.chain, theirs.chain)
+    dest: Destination, prefix: str, ours: list[mhl.ChainEntry], theirs: list[mhl.ChainEntry],
+    folder: pathlib.Path,
+) -> tuple[list[mhl.ChainEntry], tuple[str, ...]]:
+    chain = _merge(ours, theirs)
+    mine = {e.path for e in ours}
     copied: list[str] = []
-    for entry in theirs.chain:
-        if entry.path in ours.manifests:  # same name and C4 id, checked by _merge
+    for entry in theirs:
+        if entry.path in mine:  # same name and C4 id, checked by _merge
             continue
-        if await _put_once(dest, f"{prefix}/{entry.path}", theirs.manifests[entry.path]):
+        data = _checked(entry, await asyncio.to_thread(_read_local, folder / entry.path), str(folder))
+        if await _put_once(dest, f"{prefix}/{entry.path}", data):
             copied.append(entry.path)
-    return _History(chain, {**theirs.manifests, **ours.manifests}), tuple(copied)
+    return chain, tuple(copied)
 
 
 def _merge(ours: list[mhl.ChainEntry], theirs: list[mhl.ChainEntry]) -> list[mhl.ChainEntry]:
@@ -214,19 +242,19 @@ async def _put_once(dest: Destination, key: str, data: bytes) -> bool:
 # ---------------------------------------------------------------- upstream
 
 
-def _read_upstream(folder: pathlib.Path) -> _History:
-    """The source's history, checked like ascmhl-debug verify checks one."""
+def _read_upstream(folder: pathlib.Path) -> list[mhl.ChainEntry]:
+    """The source's chain, checked like ascmhl-debug verify checks one."""
     if not folder.is_dir():
         raise HistoryError(f"the source's ASC MHL folder {folder} is gone")
     raw = _read_local(folder / mhl.CHAIN_FILE)
     if raw is None:
         if any(folder.glob("*.mhl")):
             raise HistoryError(f"{folder} holds ASC MHL manifests but no {mhl.CHAIN_FILE}")
-        return _History([], {})
+        return []
     chain = _parse_chain(raw, str(folder))
-    return _History(
-        chain, _checked(chain, [_read_local(folder / e.path) for e in chain], str(folder))
-    )
+    for entry in chain:
+        _checked(entry, _read_local(folder / entry.path), str(folder))
+    return chain
 
 
 def _read_local(path: pathlib.Path) -> bytes | None:
@@ -241,19 +269,13 @@ def _read_local(path: pathlib.Path) -> bytes | None:
 # ----------------------------------------------------------------- parsing
 
 
-def _checked(
-    chain: list[mhl.ChainEntry], blobs: list[bytes | None], where: str
-) -> dict[str, bytes]:
-    manifests: dict[str, bytes] = {}
-    for entry, data in zip(chain, blobs):
-        if data is None:
-            raise HistoryError(f"{where}: {entry.path} is listed in {mhl.CHAIN_FILE} but missing")
-        if mhl.c4id(data) != entry.c4:
-            raise HistoryError(
-                f"{where}: {entry.path} was modified after it was recorded in {mhl.CHAIN_FILE}"
-            )
-        manifests[entry.path] = data
-    return manifests
+def _checked(entry: mhl.ChainEntry, data: bytes | None, where: str) -> bytes:
+    """`data`, the manifest `entry` names, if it is there and unmodified."""
+    if data is None:
+        raise HistoryError(f"{where}: {entry.path} is listed in {mhl.CHAIN_FILE} but missing")
+    if mhl.c4id(data) != entry.c4:
+        raise HistoryError(f"{where}: {entry.path} was modified after it was recorded in {mhl.CHAIN_FILE}")
+    return data
 
 
 def _parse_chain(data: bytes, where: str) -> list[mhl.ChainEntry]:
@@ -273,8 +295,8 @@ def _plain_name(name: str) -> bool:
     return name not in (".", "..") and "/" not in name and "\\" not in name
 
 
-def _parse_manifest(data: bytes, name: str) -> mhl.Manifest:
+def _parse_manifest(data: bytes, name: str, on_file: Callable[[mhl.ManifestFile], None]) -> mhl.Manifest:
     try:
-        return mhl.parse_manifest(data)
+        return mhl.read_manifest(data, on_file)
     except ValueError as e:
         raise HistoryError(f"ASC MHL manifest {name} cannot be read: {e}") from e

@@ -13,11 +13,13 @@ same bytes.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import io
 import re
 import unicodedata
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -222,9 +224,12 @@ def build_manifest(
     info: ProcessInfo,
     created: datetime,
     upstream_hashes: Mapping[str, Sequence[HashEntry]] | None = None,
-) -> bytes:
+    action: Callable[[MhlFile], str] | None = None,
+) -> bytearray:
     """One generation's XML, valid against ASCMHL.xsd.
 
+    `action` gives each file's action in place of its own (a history knows
+    them; a second record per file would cost as much as the first).
     `upstream_hashes` adds hashes in other formats per path (e.g. an md5 the
     caller checked against an upstream MHL), written beside the xxh64 in schema
     order; pass only hashes of these very bytes. Directory hashes (xxh64
@@ -235,7 +240,7 @@ def build_manifest(
     root_dir = _tree(files)
     extra = _check_extra_hashes(upstream_hashes or {}, root_dir)
     hashes = bytearray()  # the children of <hashes>, in order, as made
-    content, structure = _emit_dir(root_dir, "", hashes, extra, created)
+    content, structure = _emit_dir(root_dir, "", hashes, extra, created, action or _own_action)
     hashlist = ET.Element("hashlist", {"version": "2.0", "xmlns": MHL_NS})
     hashlist.append(_creator_info(info, created))
     hashlist.append(
@@ -243,16 +248,15 @@ def build_manifest(
     )
     ET.indent(hashlist, space="  ")
     head = ET.tostring(hashlist, encoding="unicode").removesuffix("</hashlist>").encode("utf-8")
-    out = bytearray(b'<?xml version="1.0" encoding="UTF-8"?>\n')
-    out += head
-    if hashes:  # the schema wants at least one child in <hashes>
-        del hashes[-2:]  # the last child's tail closes <hashes>, one level out
-        out += b"  <hashes>\n    "
-        out += hashes
-        del hashes
-        out += b"</hashes>\n"
-    out += b"</hashlist>\n"
-    return bytes(out)
+    head = b'<?xml version="1.0" encoding="UTF-8"?>\n' + head
+    if not hashes:  # the schema wants at least one child in <hashes>
+        return bytearray(head + b"</hashlist>\n")
+    # The document is made around the children where they lie: 100,000 files
+    # make ~40 MB of them, and a copy would hold that twice.
+    del hashes[-2:]  # the last child's tail closes <hashes>, one level out
+    hashes[:0] = head + b"  <hashes>\n    "
+    hashes += b"</hashes>\n</hashlist>\n"
+    return hashes
 
 
 @dataclass
@@ -308,6 +312,7 @@ def _emit_dir(
     out: bytearray,
     extra: Mapping[str, Sequence[HashEntry]],
     created: datetime,
+    action: Callable[[MhlFile], str],
 ) -> tuple[str, str]:
     """Append the elements of `node` in ascmhl's post-order (sub-folders first,
     each followed by its <directoryhash>, then files, names sorted), each
@@ -316,13 +321,13 @@ def _emit_dir(
     contents: list[str] = []
     structures: list[str] = []
     for name in sorted(node.dirs):
-        content, structure = _emit_dir(node.dirs[name], f"{prefix}{name}/", out, extra, created)
+        content, structure = _emit_dir(node.dirs[name], f"{prefix}{name}/", out, extra, created, action)
         out += _inside_hashes(_directory_hash(f"{prefix}{name}", content, structure, created))
         contents.append(content)
         structures.append(_named_hash(name, structure))
     for name in sorted(node.files):
         f = node.files[name]
-        out += _file_hash(f, extra.get(f.path, ()))
+        out += _file_hash(f, action(f), extra.get(f.path, ()))
         contents.append(f.xxh64)
         structures.append(_named_hash(name, f.xxh64))
     return _hash_of_hashes(contents), _hash_of_hashes(structures)
@@ -343,11 +348,15 @@ def _named_hash(name: str, hex_digest: str) -> str:
     return digest.hexdigest()
 
 
-def _file_hash(f: MhlFile, extra: Sequence[HashEntry]) -> bytes:
+def _own_action(f: MhlFile) -> str:
+    return f.action
+
+
+def _file_hash(f: MhlFile, action: str, extra: Sequence[HashEntry]) -> bytes:
     """A file's <hash> as ElementTree lays it out inside <hashes> (a test holds
     the two equal), written as text: an element tree per file cost twice the
     time of the whole generation, and a 100,000-file one takes seconds."""
-    entries = sorted([*extra, HashEntry("xxh64", f.xxh64, f.action, f.hashed_at)],
+    entries = sorted([*extra, HashEntry("xxh64", f.xxh64, action, f.hashed_at)],
                      key=lambda e: HASH_FORMATS.index(e.algorithm))
     lines = [f'<hash>\n      <path size="{f.size}" lastmodificationdate="{_date(f.mtime)}">{_escape(f.path)}</path>']
     for e in entries:
@@ -459,18 +468,31 @@ def parse_manifest(data: bytes) -> Manifest:
     Hedge, Silverstack, triplicate). Hex digests are lowercased; dates that do
     not parse become None (they are informational, the hashes are what count).
     Raises ValueError for anything that is not an ASC MHL v2.0 manifest."""
-    root = _parse_root(data, MHL_NS, "hashlist")
-    creator = _child(root, "creatorinfo")
-    process = _child(root, "processinfo")
-    tool = _child(creator, "tool")
     files: dict[str, ManifestFile] = {}
+
+    def keep(f: ManifestFile) -> None:
+        files[unicodedata.normalize("NFC", f.path)] = f
+
+    return dataclasses.replace(read_manifest(data, keep), files=files)
+
+
+def read_manifest(data: bytes, on_file: Callable[[ManifestFile], None]) -> Manifest:
+    """`parse_manifest` holding no file: each is handed to `on_file` as it is
+    parsed, in document order (a path listed twice comes twice), and the
+    Manifest returned has none. A generation of 100,000 files parsed as one
+    element tree took ~200 MiB; this holds one <hash> at a time."""
+    head: dict[str, ET.Element] = {}
     directories: list[str] = []
-    for element in _children(_child(root, "hashes")):
-        if _local(element.tag) == "hash":
-            f = _parse_file(element)
-            files[unicodedata.normalize("NFC", f.path)] = f
-        elif _local(element.tag) == "directoryhash":
+    for element in _stream(data, MHL_NS, "hashlist"):
+        tag = _local(element.tag)
+        if tag == "hash":
+            on_file(_parse_file(element))
+        elif tag == "directoryhash":
             directories.append(_child_text(element, "path") or "")
+        else:
+            head.setdefault(tag, element)
+    creator, process = head.get("creatorinfo"), head.get("processinfo")
+    tool = _child(creator, "tool")
     return Manifest(
         created=_parse_date(_child_text(creator, "creationdate")),
         hostname=_child_text(creator, "hostname"),
@@ -478,9 +500,31 @@ def parse_manifest(data: bytes) -> Manifest:
         tool_version=tool.get("version") if tool is not None else None,
         process=_child_text(process, "process"),
         ignore_patterns=tuple(p.text or "" for p in _children(_child(process, "ignore")) if p.text),
-        files=files,
         directories=tuple(directories),
     )
+
+
+def _stream(data: bytes, namespace: str, name: str) -> Iterator[ET.Element]:
+    """The root's children, each once complete, and in place of <hashes> its
+    children one by one, each dropped once the caller is done with it."""
+    open_: list[ET.Element] = []
+    try:
+        for event, element in ET.iterparse(io.BytesIO(data), events=("start", "end")):
+            if event == "start":
+                if not open_ and element.tag != f"{{{namespace}}}{name}":
+                    raise ValueError(
+                        f"root element is {element.tag}, expected <{name}> in namespace {namespace}"
+                    )
+                open_.append(element)
+                continue
+            open_.pop()
+            if len(open_) == 2 and _local(open_[1].tag) == "hashes":
+                yield element
+                open_[1].remove(element)
+            elif len(open_) == 1 and _local(element.tag) != "hashes":
+                yield element
+    except ET.ParseError as e:
+        raise ValueError(f"not well-formed XML: {e}") from None
 
 
 def _parse_file(element: ET.Element) -> ManifestFile:

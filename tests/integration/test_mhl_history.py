@@ -427,3 +427,29 @@ async def test_generations_are_composed_one_at_a_time_under_one_bound(
     ))
     assert most[0] == 1 and not second_came.is_set()
     assert [r.number for r in results] == [1, 1]
+
+
+async def test_a_generation_holds_no_earlier_one_whole(dest: t.FolderDestination) -> None:
+    """A frame sequence's generations list every frame. The next one reads the
+    earlier ones a <hash> at a time, and the XML is made where it lies: an
+    element tree of one earlier generation took ~10× its XML, held beside
+    the new one, and one more copy of the new XML was made at the end."""
+    import tracemalloc
+
+    frames = [
+        mhl.MhlFile(f"{i // 1000:04d}/A001_{i:07d}.dpx", 16384, NOW, f"{i * 7919 + 1:016x}"[-16:], NOW)
+        for i in range(10_000)
+    ]
+    peaks = []
+    for minute in range(3):
+        tracemalloc.start()
+        try:
+            result = await write_generation(dest, "A001", frames, INFO, None, now=NOW + timedelta(minutes=minute))
+            peaks.append(tracemalloc.get_traced_memory()[1])
+        finally:
+            tracemalloc.stop()
+    written = (dest.root / "A001" / mhl.FOLDER / result.filename).stat().st_size
+    assert result.number == 3 and set(actions(read_manifest(dest.root / "A001", result.filename)).values()) == {
+        "verified"}
+    assert peaks[0] < 2 * written, (peaks, written)
+    assert max(peaks[1:]) < 3 * written, (peaks, written)  # not more with two earlier generations than with one

@@ -611,10 +611,11 @@ class AzureDestination:
         except _BlobMissing:
             return None
 
-    async def write_bytes(self, key: str, data: bytes) -> None:
+    async def write_bytes(self, key: str, data: bytes | bytearray) -> None:
         # Small objects (ASC MHL) are read again for the next generation, so
         # they never go to Archive, where they could not be read.
         tier = None if self.config.access_tier == "Archive" else self.config.access_tier
+        data = bytes(data)  # the SDK sends only bytes as one body; anything else it takes for chunks
         digest = new_digest("xxh64")
         digest.update(data)
         metadata = {"xxh64": digest.hexdigest()}

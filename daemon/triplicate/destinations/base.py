@@ -166,8 +166,9 @@ class Destination(Protocol):
     async def read_bytes(self, key: str) -> bytes | None:
         """A small object in full (ASC MHL files), or None if missing."""
 
-    async def write_bytes(self, key: str, data: bytes) -> None:
-        """Store a small object atomically (never visible half-written)."""
+    async def write_bytes(self, key: str, data: bytes | bytearray) -> None:
+        """Store a small object atomically (never visible half-written); ASC MHL
+        generations come as a bytearray."""
 
 
 @runtime_checkable

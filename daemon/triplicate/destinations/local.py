@@ -227,10 +227,10 @@ class LocalDestination:
         except FileNotFoundError:
             return None
 
-    async def write_bytes(self, key: str, data: bytes) -> None:
+    async def write_bytes(self, key: str, data: bytes | bytearray) -> None:
         await asyncio.to_thread(self._write_bytes, key, data)
 
-    def _write_bytes(self, key: str, data: bytes) -> None:
+    def _write_bytes(self, key: str, data: bytes | bytearray) -> None:
         final = self._path(key)
         tmp = final.with_name(f".{final.name}{TMP_MARK}{_RUN}-{time.monotonic_ns()}.tmp")
         try:

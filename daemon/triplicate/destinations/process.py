@@ -112,7 +112,7 @@ class ProcessDestination:
         value: bytes | None = await self._call("read_bytes", key)
         return value
 
-    async def write_bytes(self, key: str, data: bytes) -> None:
+    async def write_bytes(self, key: str, data: bytes | bytearray) -> None:
         await self._call("write_bytes", key, data)
 
     def joins_shared_read(self, size: int, hash_known: bool) -> bool:

@@ -295,7 +295,7 @@ class S3Destination:
         except sdk_errors() as exc:
             raise classify(exc, self._api.where, what) from None
 
-    async def write_bytes(self, key: str, data: bytes) -> None:
+    async def write_bytes(self, key: str, data: bytes | bytearray) -> None:
         """One PutObject: S3 shows an object only once it is whole."""
         full = self._full(key)
         self._require_open()

@@ -514,7 +514,7 @@ class SftpDestination:
 
         return await self._call(f"reading {path}", op)
 
-    async def write_bytes(self, key: str, data: bytes) -> None:
+    async def write_bytes(self, key: str, data: bytes | bytearray) -> None:
         final = self._path(key)
         await self._folder_for(final)
         await self._remove_stale_temps(final, keep=None)
@@ -528,7 +528,7 @@ class SftpDestination:
                 await self._remove(tmp)
             raise
 
-    async def _write_file(self, path: str, data: bytes) -> None:
+    async def _write_file(self, path: str, data: bytes | bytearray) -> None:
         """Create `path` holding `data`, flushed when so configured."""
         remote = _RemoteFile(self, path, "wb")
         try:
@@ -906,7 +906,7 @@ class _RemoteFile:
     async def _size(self, session: _Session) -> int:
         return (await (await self._ensure(session)).stat()).size or 0
 
-    async def write(self, data: bytes, offset: int) -> None:
+    async def write(self, data: bytes | bytearray, offset: int) -> None:
         async def op(session: _Session) -> None:
             await (await self._ensure(session)).write(data, offset)
 
