@@ -53,6 +53,9 @@ def _load(args: argparse.Namespace) -> Config:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .journal import IntegrityCheck
+    from .libc import limit_arenas
+
+    limit_arenas()  # before any thread starts
 
     config = _load(args)
     check = IntegrityCheck.begin(config.daemon.journal_path())  # reads the whole journal while the daemon loads

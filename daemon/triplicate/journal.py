@@ -267,7 +267,7 @@ END;
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per file of an offload at once
 class SeenFile:
     """A ready source file as the watcher saw it."""
 
@@ -289,7 +289,7 @@ class SeenFile:
         return self.relpath.split("/", 1)[0]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per file of an offload at once
 class CopyJob:
     """A claimed copy row with what is needed to work it."""
 

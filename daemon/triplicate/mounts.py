@@ -14,13 +14,14 @@ fs.inotify.max_user_watches is used up, so the watcher asks the kernel itself.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+from .libc import libc as c_library
 
 NETWORK_TYPES = frozenset({
     "nfs", "nfs4", "cifs", "smb3", "smbfs", "smb", "afpfs", "afp", "webdav", "davfs", "9p", "ceph", "glusterfs",
@@ -102,21 +103,12 @@ _IN_CLOEXEC = 0o2000000
 _IN_ATTRIB = 0x00000004
 
 
-def _libc() -> ctypes.CDLL | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    except OSError:
-        return None
-
-
 def inotify_watches_exhausted(path: Path) -> bool:
     """True when inotify cannot watch one more folder because
     fs.inotify.max_user_watches is used up. Linux only; one watch is taken and
     given back at once. An instance that cannot be had (the instance limit)
     answers False: the watcher's own instance is already open."""
-    libc = _libc()
+    libc = c_library()
     if libc is None or not hasattr(libc, "inotify_init1"):
         return False
     fd = libc.inotify_init1(_IN_CLOEXEC)

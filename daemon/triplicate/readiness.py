@@ -37,7 +37,7 @@ LOOK_SECONDS = 1.0
 """How often a gate looks again at what it holds (markers, decisions)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per file of an offload at once
 class Settled:
     """A file that has stopped changing."""
 

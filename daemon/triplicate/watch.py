@@ -100,10 +100,16 @@ class PathFilter:
         return bool(self._exclude.match(name)) or (name == HISTORY_FOLDER and reldir.count("/") == 1)
 
 
+Stat = tuple[int, int, int]
+"""(size, mtime_ns, ctime_ns): what the watcher keeps of a stat. An
+os.stat_result is ~500 bytes with its numbers, and a start-up scan of
+100,000 new files held two lists of them at once."""
+
+
 def scan_tree(
     root: Path, below: str = "", prune: Callable[[str, str], bool] | None = None
-) -> Iterator[tuple[str, os.stat_result]]:
-    """(relative disk path, stat) of every regular file under root/below.
+) -> Iterator[tuple[str, Stat]]:
+    """(relative disk path, Stat) of every regular file under root/below.
     Symbolic links are not followed: nothing outside the watch folder is read.
     `prune(reldir, name)` skips folders."""
     stack = [below]
@@ -126,12 +132,12 @@ def scan_tree(
                 if prune is None or not prune(child, entry.name):
                     stack.append(child)
             elif stat.S_ISREG(st.st_mode):
-                yield child, st
+                yield child, (st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 @dataclass
 class _Candidate:
-    signature: tuple[int, int, int]
+    signature: Stat
     since: float  # monotonic time the signature was first seen
     due: float  # monotonic time of the next look
     offload: str
@@ -160,12 +166,12 @@ class Settler:
     def count(self, offload: str) -> int:
         return self._per_offload.get(offload, 0)
 
-    def touch(self, disk_path: str, now: float, st: os.stat_result | None = None) -> None:
+    def touch(self, disk_path: str, now: float, sig: Stat | None = None) -> None:
         """A sighting; with the stat of a scan, an old file is confirmed by one
         more look a tick later instead of a whole settle period."""
         cand = self.candidates.get(disk_path)
         if cand is None:
-            sig = (st.st_size, st.st_mtime_ns, st.st_ctime_ns) if st is not None else (-1, -1, -1)
+            sig = sig or (-1, -1, -1)
             offload = nfc(disk_path.split("/", 1)[0])
             self.candidates[disk_path] = _Candidate(sig, now, now + min(self.settle, TICK_SECONDS), offload)
             self._per_offload[offload] = self._per_offload.get(offload, 0) + 1
@@ -180,7 +186,7 @@ class Settler:
         else:
             del self._per_offload[cand.offload]
 
-    def poll(self, root: Path, now: float) -> list[tuple[str, os.stat_result]]:
+    def poll(self, root: Path, now: float) -> list[tuple[str, Stat]]:
         """Look at every due candidate; return the ready ones (and forget them)."""
         ready = []
         wall = time.time()
@@ -198,11 +204,11 @@ class Settler:
             sig = (st.st_size, st.st_mtime_ns, st.st_ctime_ns)
             if sig != cand.signature:
                 cand.signature, cand.since = sig, now
-            age = wall - max(st.st_mtime, st.st_ctime)
+            age = wall - max(st.st_mtime_ns, st.st_ctime_ns) / 1e9
             held = now - cand.since
             if held >= self.settle or (held >= min(self.settle, TICK_SECONDS) and age >= self.settle):
                 self._drop(disk_path)
-                ready.append((disk_path, st))
+                ready.append((disk_path, cand.signature))
             else:
                 cand.due = now + min(TICK_SECONDS * 4, max(TICK_SECONDS, self.settle - held))
         return ready
@@ -380,30 +386,30 @@ class WatchFolder:
         for relpath in [r for r in self.known if r.startswith(rel + "/")]:
             self.checks.gone(relpath)
 
-    def _consider(self, disk_path: str, st: os.stat_result | None) -> None:
+    def _consider(self, disk_path: str, sig: Stat | None) -> None:
         relpath = nfc(disk_path)
         if not self.filter.wanted(relpath):
             return
-        if st is not None and self._unchanged(relpath, st):
+        if sig is not None and self._unchanged(relpath, sig):
             return
-        self.settler.touch(disk_path, time.monotonic(), st)
+        self.settler.touch(disk_path, time.monotonic(), sig)
 
-    def _unchanged(self, relpath: str, st: os.stat_result) -> bool:
-        version = (st.st_size, st.st_mtime_ns)
-        if self.known.get(relpath) == version:
-            return not self.checks.ctime_moved(relpath, st.st_ctime_ns)
-        return self.gate.holds(relpath, version)
+    def _unchanged(self, relpath: str, sig: Stat) -> bool:
+        size, mtime_ns, ctime_ns = sig
+        if self.known.get(relpath) == (size, mtime_ns):
+            return not self.checks.ctime_moved(relpath, ctime_ns)
+        return self.gate.holds(relpath, (size, mtime_ns))
 
     def changes(
         self, below: str = "", seen: set[str] | None = None
-    ) -> tuple[int, list[tuple[str, os.stat_result]], float]:
+    ) -> tuple[int, list[tuple[str, Stat]], float]:
         """Walk the tree: (files seen, the new or changed ones, CPU seconds the
         walk took); `seen` collects the wanted paths. Reads only; safe in a
         worker thread."""
         cpu = time.thread_time()
         count = 0
         found = []
-        for disk_path, st in scan_tree(self.root, below, self.filter.prune):
+        for disk_path, sig in scan_tree(self.root, below, self.filter.prune):
             count += 1
             relpath = nfc(disk_path)
             # below the top, the folders of `below` itself were never pruned
@@ -412,14 +418,14 @@ class WatchFolder:
                 continue
             if seen is not None:
                 seen.add(relpath)
-            if not self._unchanged(relpath, st):
-                found.append((disk_path, st))
+            if not self._unchanged(relpath, sig):
+                found.append((disk_path, sig))
         return count, found, time.thread_time() - cpu
 
-    def _queue(self, found: list[tuple[str, os.stat_result]]) -> None:
+    def _queue(self, found: list[tuple[str, Stat]]) -> None:
         now = time.monotonic()
-        for disk_path, st in found:
-            self.settler.touch(disk_path, now, st)
+        for disk_path, sig in found:
+            self.settler.touch(disk_path, now, sig)
 
     def scan(self, below: str = "") -> int:
         """Walk the tree and queue what is new or changed; returns files seen."""
@@ -429,7 +435,7 @@ class WatchFolder:
             self.scans += 1
         return count
 
-    def _walk_and_compare(self) -> tuple[int, list[tuple[str, os.stat_result]], float, dict[str, int]]:
+    def _walk_and_compare(self) -> tuple[int, list[tuple[str, Stat]], float, dict[str, int]]:
         """A full scan's walk, and relpath -> size of the known versions it did
         not see; in the scan's thread, as going through every known version
         reads a big journal's whole folder (seconds of event loop otherwise)."""
@@ -458,8 +464,7 @@ class WatchFolder:
             folder = self._dirs.pop()
             log.debug("folder_scanned", watch=str(self.root), folder=folder, files=self.scan(folder))
         now = time.monotonic()
-        settled = [Settled(nfc(d), d, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-                   for d, st in self.settler.poll(self.root, now)]
+        settled = [Settled(nfc(d), d, *sig) for d, sig in self.settler.poll(self.root, now)]
         # a version handed on meanwhile (a scan racing a release) is not judged again
         settled = [f for f in settled if not self._handed_on(f.relpath, f.version, f.ctime_ns)]
         if settled:

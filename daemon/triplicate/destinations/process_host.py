@@ -30,6 +30,7 @@ import structlog
 
 from ..bandwidth import Throttle
 from ..errors import TransientError, TriplicateError
+from ..libc import limit_arenas
 from ..logs import configure_forwarding, log_loop_errors
 from ..shared_read import COUNTERS
 from ..source import io_threads
@@ -197,6 +198,7 @@ def _die_with_parent() -> None:
 
 
 def main() -> int:
+    limit_arenas()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     parent = os.getppid()
