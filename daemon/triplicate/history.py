@@ -128,8 +128,8 @@ async def write_generation(
     other formats such as md5 were) or when no hash of the path is marked
     original (ascmhl-debug verify needs one).
     Raises HistoryError / HistoryConflict (permanent) and TransientError.
-    `composing` is held while the XML is made (memory in proportion to the
-    files, and CPU).
+    `composing` is held while the earlier generations are read and the XML
+    is made (memory in proportion to the files, and CPU).
     """
     if not files:
         raise ValueError(
