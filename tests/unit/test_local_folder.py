@@ -96,3 +96,26 @@ def test_put_still_lands_whole_with_fsync(tmp_path: Path) -> None:
     receipt = asyncio.run(dest.put(_source(tmp_path, "c.mov", data), NoResume()))
     assert (root / "A001/c.mov").read_bytes() == data and receipt.size == len(data)
     assert not [p for p in (root / "A001").iterdir() if local.TMP_MARK in p.name]
+
+
+def test_a_folder_removed_between_copies_is_made_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    from triplicate.errors import TransientError
+
+    root = tmp_path / "nearline"
+    root.mkdir()
+    dest = LocalDestination(LocalConfig(name="nearline", type="local", path=root))
+    made = []
+    real_mkdir = Path.mkdir
+    monkeypatch.setattr(Path, "mkdir", lambda self, *a, **k: (made.append(self), real_mkdir(self, *a, **k))[1])
+    asyncio.run(dest.put(_source(tmp_path, "a.mov", b"a" * 1000), NoResume()))
+    asyncio.run(dest.put(_source(tmp_path, "b.mov", b"b" * 1000), NoResume()))
+    assert [p for p in made if root in p.parents] == [root / "A001"], "made once per process, not before every file"
+
+    shutil.rmtree(root / "A001")  # someone tidied the volume
+    with pytest.raises(TransientError):
+        asyncio.run(dest.put(_source(tmp_path, "c.mov", b"c" * 1000), NoResume()))
+    asyncio.run(dest.put(_source(tmp_path, "c.mov", b"c" * 1000), NoResume()))  # the retry
+    assert (root / "A001/c.mov").read_bytes() == b"c" * 1000
+    assert not [p for p in (root / "A001").iterdir() if local.TMP_MARK in p.name]

@@ -62,7 +62,7 @@ class LocalDestination:
         self.config = config
         self.name = config.name
         self.root = config.path
-        self._cleaned: set[Path] = set()  # folders whose stale temporary files are gone
+        self._ready: set[Path] = set()  # folders made and cleaned of stale temporary files
         self._cleaning = threading.Lock()
         self._dir_sync = _DirSync()
 
@@ -100,31 +100,40 @@ class LocalDestination:
         it renamed into place and the rename made durable. `make` returns None
         to decline (nothing lands)."""
         final = self._path(src.key)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        self._clean_once(final.parent)
+        self._ready_folder(final.parent)
         existing = self._identical(final, src)
         if existing is not None:
             return existing
         tmp = final.with_name(f".{final.name}{TMP_MARK}{_RUN}-{time.monotonic_ns()}.tmp")
+        landed = False
         try:
             receipt = make(tmp)
             if receipt is not None:
                 os.replace(tmp, final)
+                landed = True
                 if self.config.fsync:
                     self._dir_sync.sync(final.parent)
+        except FileNotFoundError:
+            with self._cleaning:  # the folder went away: the next attempt makes it again
+                self._ready.discard(final.parent)
+            raise
         finally:
-            tmp.unlink(missing_ok=True)
+            if not landed:
+                tmp.unlink(missing_ok=True)
         return receipt
 
-    def _clean_once(self, folder: Path) -> None:
-        """Stale temporary files can only come from a process that died, so a
-        folder is cleaned once per process; listing it before every file cost
-        N² names for a frame sequence of N files."""
+    def _ready_folder(self, folder: Path) -> None:
+        """Made, and cleaned of stale temporary files, once per process: stale
+        ones can only come from a process that died. Listing the folder before
+        every file cost N² names for a frame sequence of N files, and a
+        mkdir per file a system call (and a GIL hand-off) for nothing."""
         with self._cleaning:
-            if folder in self._cleaned:
+            if folder in self._ready:
                 return
-            self._cleaned.add(folder)
-        _remove_stale_temps(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temps(folder)  # twice at once is harmless: each removes others' files only
+        with self._cleaning:
+            self._ready.add(folder)
 
     async def copy(self, from_key: str, src: SourceFile) -> Receipt | None:
         return await asyncio.to_thread(self._copy_within, from_key, src)
