@@ -109,7 +109,7 @@ def collect(config: Config, journal: Journal, live: LiveFigures | None = None) -
     for t in tallies:
         o = _offload(config, t)
         signature = milestones.FileSignature(journal, t.offload_id)
-        o.mhl_behind = _mhl_behind(journal, t.offload_id, o, signature)
+        o.mhl_behind = _mhl_behind(o, signature)
         _apply_readiness(o, readiness.get((t.watch, t.name)))
         o.sequences = _sequences(paths.get(t.offload_id, []))
         _judge_safety(config, o, marks.get(t.offload_id), signature)
@@ -133,7 +133,7 @@ def offload_status(
     caller's, for it to read the files once."""
     for t in _tallies(journal, offload_id).values():
         o = _offload(config, t)
-        o.mhl_behind = _mhl_behind(journal, offload_id, o, signature or milestones.FileSignature(journal, offload_id))
+        o.mhl_behind = _mhl_behind(o, signature or milestones.FileSignature(journal, offload_id))
         _apply_readiness(o, _readiness(journal, t.watch, t.name).get((t.watch, t.name)))
         return o
     return None
@@ -292,10 +292,11 @@ def unverified_reasons(config: Config, o: OffloadStatus) -> list[str]:
     return reasons
 
 
-def _mhl_behind(journal: Journal, offload_id: int, o: OffloadStatus, signature: milestones.FileSignature) -> list[str]:
+def _mhl_behind(o: OffloadStatus, signature: milestones.FileSignature) -> list[str]:
     """Destinations holding every file verified whose last ASC MHL generation
     does not list exactly the current files and hashes (loose files carry no
     history, so they are never behind)."""
+    journal, offload_id = signature.journal, signature.offload_id
     complete = [d for d, states in o.destinations.items() if o.files and states.get("verified", 0) == o.files]
     if not offload_id or not complete or not journal.has_folders(offload_id):
         return []
