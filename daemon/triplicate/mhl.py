@@ -511,10 +511,8 @@ def _stream(data: bytes, namespace: str, name: str) -> Iterator[ET.Element]:
     try:
         for event, element in ET.iterparse(io.BytesIO(data), events=("start", "end")):
             if event == "start":
-                if not open_ and element.tag != f"{{{namespace}}}{name}":
-                    raise ValueError(
-                        f"root element is {element.tag}, expected <{name}> in namespace {namespace}"
-                    )
+                if not open_:
+                    _check_root(element, namespace, name)
                 open_.append(element)
                 continue
             open_.pop()
@@ -555,9 +553,13 @@ def _parse_root(data: bytes, namespace: str, name: str) -> ET.Element:
         root = ET.fromstring(data)
     except ET.ParseError as e:
         raise ValueError(f"not well-formed XML: {e}") from None
+    _check_root(root, namespace, name)
+    return root
+
+
+def _check_root(root: ET.Element, namespace: str, name: str) -> None:
     if root.tag != f"{{{namespace}}}{name}":
         raise ValueError(f"root element is {root.tag}, expected <{name}> in namespace {namespace}")
-    return root
 
 
 def _local(tag: str) -> str:

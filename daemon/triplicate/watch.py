@@ -106,6 +106,10 @@ os.stat_result is ~500 bytes with its numbers, and a start-up scan of
 100,000 new files held two lists of them at once."""
 
 
+def stat_of(st: os.stat_result) -> Stat:
+    return st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
 def scan_tree(
     root: Path, below: str = "", prune: Callable[[str, str], bool] | None = None
 ) -> Iterator[tuple[str, Stat]]:
@@ -132,7 +136,7 @@ def scan_tree(
                 if prune is None or not prune(child, entry.name):
                     stack.append(child)
             elif stat.S_ISREG(st.st_mode):
-                yield child, (st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+                yield child, stat_of(st)
 
 
 @dataclass
@@ -201,7 +205,7 @@ class Settler:
             if not stat.S_ISREG(st.st_mode):
                 self._drop(disk_path)
                 continue
-            sig = (st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            sig = stat_of(st)
             if sig != cand.signature:
                 cand.signature, cand.since = sig, now
             age = wall - max(st.st_mtime_ns, st.st_ctime_ns) / 1e9
@@ -370,7 +374,7 @@ class WatchFolder:
             if self._probe_at is None:
                 self._probe_at = time.monotonic() + PROBE_SECONDS  # new folders take inotify watches
         else:
-            self._consider(rel, None)
+            self._consider(rel)
         self._wake.set()
 
     def _on_gone(self, path: str, is_dir: bool) -> None:
@@ -386,13 +390,11 @@ class WatchFolder:
         for relpath in [r for r in self.known if r.startswith(rel + "/")]:
             self.checks.gone(relpath)
 
-    def _consider(self, disk_path: str, sig: Stat | None) -> None:
-        relpath = nfc(disk_path)
-        if not self.filter.wanted(relpath):
-            return
-        if sig is not None and self._unchanged(relpath, sig):
-            return
-        self.settler.touch(disk_path, time.monotonic(), sig)
+    def _consider(self, disk_path: str) -> None:
+        """A file an event named: settled (and judged against what is known)
+        once it stops changing."""
+        if self.filter.wanted(nfc(disk_path)):
+            self.settler.touch(disk_path, time.monotonic())
 
     def _unchanged(self, relpath: str, sig: Stat) -> bool:
         size, mtime_ns, ctime_ns = sig
