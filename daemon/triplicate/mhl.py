@@ -359,12 +359,16 @@ def _file_hash(f: MhlFile, action: str, extra: Sequence[HashEntry]) -> bytes:
     entries = sorted([*extra, HashEntry("xxh64", f.xxh64, action, f.hashed_at)],
                      key=lambda e: HASH_FORMATS.index(e.algorithm))
     lines = [f'<hash>\n      <path size="{f.size}" lastmodificationdate="{_date(f.mtime)}">{_escape(f.path)}</path>']
-    for e in entries:
-        action = "" if e.action is None else f' action="{e.action}"'
-        hashdate = "" if e.hashed_at is None else f' hashdate="{_utc(e.hashed_at).isoformat()}"'
-        lines.append(f"      <{e.algorithm}{action}{hashdate}>{_escape(e.value)}</{e.algorithm}>")
+    lines.extend(f"      {_hash_text(e)}" for e in entries)
     lines.append("    </hash>\n    ")
     return "\n".join(lines).encode("utf-8")
+
+
+def _hash_text(entry: HashEntry) -> str:
+    """The one writer of a hash value element (<xxh64 action=... hashdate=...>)."""
+    action = "" if entry.action is None else f' action="{entry.action}"'
+    hashdate = "" if entry.hashed_at is None else f' hashdate="{_utc(entry.hashed_at).isoformat()}"'
+    return f"<{entry.algorithm}{action}{hashdate}>{_escape(entry.value)}</{entry.algorithm}>"
 
 
 def _escape(text: str) -> str:
@@ -373,13 +377,8 @@ def _escape(text: str) -> str:
 
 
 def _hash_value(entry: HashEntry) -> ET.Element:
-    element = ET.Element(entry.algorithm)
-    if entry.action is not None:
-        element.set("action", entry.action)
-    if entry.hashed_at is not None:
-        element.set("hashdate", _utc(entry.hashed_at).isoformat())
-    element.text = entry.value
-    return element
+    # read back from the text writer: a few per folder, never one per file
+    return ET.fromstring(_hash_text(entry))
 
 
 def _directory_hash(path: str, content: str, structure: str, created: datetime) -> ET.Element:
