@@ -34,6 +34,15 @@ class Calls:
         self.names: list[str] = []
         self.bodies: list[Any] = []
         dest._api.client.meta.events.register("before-call.s3", self._seen)
+        direct = dest._api.direct
+        if direct is not None:  # PutObject without the SDK's events (s3_direct.py)
+            put = direct.put
+
+            async def counted(params: dict[str, Any]) -> dict[str, Any]:
+                self.names.append("PutObject")
+                return await put(params)
+
+            direct.put = counted  # type: ignore[method-assign]
 
     def _seen(self, model: Any, params: dict[str, Any], **_: Any) -> None:
         self.names.append(model.name)

@@ -298,3 +298,17 @@ def test_requests_carry_the_user_agent_given_whole(monkeypatch: pytest.MonkeyPat
 
     asyncio.run(put())
     assert len(seen) == 1 and seen[0].startswith(f"{user_agent()} botocore/") and seen[0].startswith("triplicate/0.")
+
+
+def test_the_direct_put_is_for_endpoints_with_a_checked_checksum() -> None:
+    """AWS itself, and checksum "none" (whose only check is the body's
+    SHA-256, which the SDK computes), stay with the SDK."""
+    from triplicate.destinations.s3_requests import S3Api
+
+    def cfg(**extra: Any) -> S3Config:
+        return S3Config(type="s3", name="s3", bucket="b-1", region="us-east-1", **extra)
+
+    assert S3Api.wants_direct(cfg(endpoint_url="http://127.0.0.1:9"))
+    assert S3Api.wants_direct(cfg(endpoint_url="https://minio.example:9000", checksum="md5"))
+    assert not S3Api.wants_direct(cfg())
+    assert not S3Api.wants_direct(cfg(endpoint_url="http://127.0.0.1:9", checksum="none"))

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import TransientError
 from .base import Progress
-from .s3_client import cache_endpoints, new_client
+from .s3_client import cache_endpoints, new_client, user_agent
+from .s3_direct import Declined, DirectPut
 from .s3_errors import Missing, Where, classify, no_such_bucket, sdk_errors
 from .s3_source import READ_CHUNK
 
@@ -35,6 +36,7 @@ class S3Api:
         self.where = where
         self.log = log
         self.client: Any = None
+        self.direct: DirectPut | None = None  # PutObject without the SDK's pipeline (s3_direct.py)
         self._stack: contextlib.AsyncExitStack | None = None
 
     async def open(self) -> None:
@@ -47,12 +49,20 @@ class S3Api:
             cache_endpoints(self.client)
             self._stack = stack
             await self._check_bucket()
+            if self.wants_direct(self.config):
+                self.direct = await DirectPut.for_client(self.client, self.bucket, user_agent())
         except BaseException as exc:
             self.client, self._stack = None, None
             await stack.aclose()
             if isinstance(exc, sdk_errors()):
                 raise classify(exc, self.where, "connecting") from None
             raise
+
+    @staticmethod
+    def wants_direct(config: S3Config) -> bool:
+        """PutObject by s3_direct.py: for S3-compatible services, with a
+        checksum header the service checks."""
+        return bool(config.endpoint_url) and config.checksum != "none"
 
     async def _check_bucket(self) -> None:
         try:
@@ -61,7 +71,7 @@ class S3Api:
             raise no_such_bucket(self.where) from None
 
     async def close(self) -> None:
-        stack, self._stack, self.client = self._stack, None, None
+        stack, self._stack, self.client, self.direct = self._stack, None, None, None
         if stack is not None:
             await stack.aclose()
 
@@ -80,11 +90,27 @@ class S3Api:
                 if body is not None:
                     params["Body"] = _Body(body, sent or (lambda n: None))  # fresh per try
                 try:
+                    if operation == "put_object" and self.direct is not None:
+                        return await self._put_direct(self.direct, call, params)
                     answer: dict[str, Any] = await call(**params)
                 except sdk_errors() as exc:
                     raise classify(exc, self.where, what) from None
                 return answer
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+
+    async def _put_direct(self, direct: DirectPut, call: Callable[..., Any], params: dict[str, Any]) -> dict[str, Any]:
+        """PutObject by the direct path; what it cannot place goes again
+        through the SDK, and if the SDK places it, the path is left for good."""
+        try:
+            return await direct.put(params)
+        except Declined as declined:
+            body = params["Body"]
+            params["Body"] = _Body(body.view, body.sent)  # the first one is spent
+            answer: dict[str, Any] = await call(**params)
+            if self.direct is direct:
+                self.direct = None
+                self.log.warning("s3_direct_put_off", status=declined.status, code=declined.code)
+            return answer
 
     async def head(self, full: str, **params: Any) -> dict[str, Any] | None:
         """HeadObject of `full`; None when there is no such object."""
@@ -174,12 +200,12 @@ class _Body:
     def __init__(self, data: bytes | bytearray | memoryview, sent: Callable[[int], None]) -> None:
         self.view = memoryview(data).cast("B")
         self.position = 0
-        self._sent = sent
+        self.sent = sent
 
     async def __aiter__(self) -> AsyncIterator[memoryview]:
         for start in range(0, len(self.view), SEND_CHUNK):
             chunk = self.view[start:start + SEND_CHUNK]
-            self._sent(len(chunk))
+            self.sent(len(chunk))
             yield chunk
 
     def readable(self) -> bool:
