@@ -50,14 +50,21 @@ class DirectPut:
     """PutObject of one destination's bucket, signed and sent directly."""
 
     def __init__(self, client: Any, endpoint_url: str, signing_name: str, region: str, user_agent: str) -> None:
+        from botocore.auth import AUTH_TYPE_MAPS
+        from botocore.serialize import create_serializer
+
         self._client = client
         self._model = client.meta.service_model.operation_model(OPERATION)
-        self._serializer = client._serializer
+        # without the SDK's parameter validation: the parameters are this
+        # destination's own, the same few for every file
+        self._serializer = create_serializer(self._model.metadata["protocol"], include_validation=False)
         self._http = client._endpoint.http_session
         self._credentials = client._request_signer._credentials
         self._config = client.meta.config
         self._endpoint_url = endpoint_url
         self._signing = (signing_name, region)
+        # the signer the SDK itself uses for S3: awscrt's when installed
+        self._signer = AUTH_TYPE_MAPS["s3v4"]
         self._user_agent = user_agent
         # answer headers by their member names, as the SDK's parser names them
         self._answer = {
@@ -93,7 +100,6 @@ class DirectPut:
         """The answer's header fields, named as botocore names them. Raises
         Declined on a 3xx/4xx, TransientError on a 5xx, and the SDK's
         exceptions when the connection fails."""
-        from botocore.auth import S3SigV4Auth
         from botocore.awsrequest import create_request_object, prepare_request_dict
 
         request_dict = self._serializer.serialize_to_request(params, self._model)
@@ -101,7 +107,7 @@ class DirectPut:
                              context={"client_config": self._config})
         request = create_request_object(request_dict)
         credentials = await self._credentials.get_frozen_credentials()  # refreshed when they expire
-        S3SigV4Auth(credentials, *self._signing).add_auth(request)
+        self._signer(credentials, *self._signing).add_auth(request)
         response = await self._http.send(request.prepare())
         status = response.status_code
         if status >= 300:
