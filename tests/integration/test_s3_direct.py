@@ -60,10 +60,12 @@ async def test_direct_puts_are_signed_for_what_arrives(server, bucket, monkeypat
     are stored as sent."""
     refused: list[str] = []
     direct: list[str] = []
+    agents: dict[bool, set[str]] = {True: set(), False: set()}
 
     async def check(request: Any) -> Any:
         from aiohttp import web
 
+        agents[is_direct(request)].add(request.headers.get("User-Agent", ""))
         if is_direct(request):
             direct.append(request.raw_path)
         problem = signature_error(request, server.secret_key)
@@ -88,6 +90,7 @@ async def test_direct_puts_are_signed_for_what_arrives(server, bucket, monkeypat
             await dest.close()
     assert refused == []
     assert len(direct) == len(keys)
+    assert agents[True] == agents[False] and len(agents[True]) == 1  # the same User-Agent as the SDK's
     s3 = client(server)
     for key, data in blobs.items():
         got = s3.get_object(Bucket=bucket, Key=key)
@@ -150,11 +153,12 @@ async def test_a_refused_direct_put_goes_through_the_sdk_and_the_path_is_left(se
     assert all(s3.get_object(Bucket=bucket, Key=k)["Body"].read() == d for k, d in blobs.items())
 
 
-async def test_a_server_error_on_the_direct_path_is_retried_and_keeps_it(server, bucket, monkeypatch,
-                                                                       tmp_path) -> None:
-    """A 5xx is the service's trouble, not the path's: the request is tried
-    again (by the direct path) and the path stays in use."""
-    failures = [503]
+@pytest.mark.parametrize("status", [503, 429])
+async def test_a_server_error_on_the_direct_path_is_retried_and_keeps_it(server, bucket, monkeypatch, tmp_path,
+                                                                       status) -> None:
+    """A 5xx or a 429 is the service's trouble, not the path's: the request
+    is tried again (by the direct path) and the path stays in use."""
+    failures = [status]
     direct = 0
 
     async def flaky(request: Any) -> Any:
@@ -172,9 +176,12 @@ async def test_a_server_error_on_the_direct_path_is_retried_and_keeps_it(server,
         await dest.open()
         try:
             data = os.urandom(2048)
-            await dest.put(source(tmp_path, "E005/a.wav", data), NoResume())
+            with structlog.testing.capture_logs() as logs:
+                await dest.put(source(tmp_path, "E005/a.wav", data), NoResume())
             assert dest._api.direct is not None
         finally:
             await dest.close()
     assert direct == 2
+    retries = [e for e in logs if e["event"] == "s3_request_retry"]
+    assert len(retries) == 1 and "answered SlowDown while uploading E005/a.wav" in retries[0]["error"]
     assert client(server).get_object(Bucket=bucket, Key="E005/a.wav")["Body"].read() == data

@@ -20,8 +20,8 @@ What it leaves to botocore
     Every answer but a success. A 3xx or 4xx (a redirect, a clock skew, a
     refused signature, a missing bucket) is sent again by the SDK, which knows
     them all; when the SDK then succeeds where this did not, the destination
-    stops using this path and says so in its log. A 5xx is transient, like
-    any other. Used only with an `endpoint_url` (AWS itself is reached through
+    stops using this path and says so in its log. A 5xx or a 429 is the
+    service's trouble and is retried like any other. Used only with an `endpoint_url` (AWS itself is reached through
     the SDK: there the uplink, not the CPU, bounds small files) and a checksum
     header the service checks (with checksum "none" the body's SHA-256 is the
     only check, which the SDK computes).
@@ -31,8 +31,6 @@ from __future__ import annotations
 
 import contextlib
 from typing import Any
-
-from ..errors import TransientError
 
 OPERATION = "PutObject"
 
@@ -53,7 +51,6 @@ class DirectPut:
         from botocore.auth import AUTH_TYPE_MAPS
         from botocore.serialize import create_serializer
 
-        self._client = client
         self._model = client.meta.service_model.operation_model(OPERATION)
         # without the SDK's parameter validation: the parameters are this
         # destination's own, the same few for every file
@@ -74,7 +71,7 @@ class DirectPut:
         }
 
     @classmethod
-    async def for_client(cls, client: Any, bucket: str, user_agent: str) -> DirectPut | None:
+    async def for_client(cls, client: Any, bucket: str) -> DirectPut | None:
         """The direct path for `client`'s bucket, or None when the client is not
         shaped as this expects or the bucket's endpoint wants more than SigV4."""
         from botocore.handlers import remove_bucket_from_url_paths_from_model
@@ -92,14 +89,15 @@ class DirectPut:
             if scheme.get("name") != "sigv4" or client._request_signer._credentials is None:
                 return None
             region = scheme.get("signingRegion") or client.meta.region_name or "us-east-1"
+            user_agent = client._user_agent_creator.to_string()  # the header the SDK's requests carry
             return cls(client, endpoint.url, scheme.get("signingName", "s3"), region, user_agent)
         except (AttributeError, KeyError, TypeError, LookupError):
             return None
 
     async def put(self, params: dict[str, Any]) -> dict[str, Any]:
         """The answer's header fields, named as botocore names them. Raises
-        Declined on a 3xx/4xx, TransientError on a 5xx, and the SDK's
-        exceptions when the connection fails."""
+        Declined on a 3xx/4xx, and the SDK's exceptions on a 5xx or 429
+        (ClientError, as the SDK would raise it) or when the connection fails."""
         from botocore.awsrequest import create_request_object, prepare_request_dict
 
         request_dict = self._serializer.serialize_to_request(params, self._model)
@@ -111,19 +109,22 @@ class DirectPut:
         response = await self._http.send(request.prepare())
         status = response.status_code
         if status >= 300:
-            body = await response.content
-            code = _error_code(body)
-            if status >= 500:
-                raise TransientError(f"the service answered HTTP {status} {code}".rstrip())
+            code, message = _error(await response.content)
+            if status >= 500 or status == 429:  # the service's trouble, not the request's
+                from botocore.exceptions import ClientError
+
+                answer = {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": status}}
+                raise ClientError(answer, OPERATION)  # s3_errors.py classifies it, as any other
             raise Declined(status, code)
         return {self._answer[k]: v for k, v in response.headers.items() if k in self._answer}
 
 
-def _error_code(body: bytes) -> str:
-    """<Code> of an S3 error document, or "" when there is none."""
+def _error(body: bytes) -> tuple[str, str]:
+    """<Code> and <Message> of an S3 error document ("" where missing)."""
     import xml.etree.ElementTree as ET
 
     with contextlib.suppress(ET.ParseError):
-        code = ET.fromstring(body).findtext("Code") if body else None
-        return code or ""
-    return ""
+        root = ET.fromstring(body) if body else None
+        if root is not None:
+            return root.findtext("Code") or "", root.findtext("Message") or ""
+    return "", ""

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import TransientError
 from .base import Progress
-from .s3_client import cache_endpoints, new_client, user_agent
+from .s3_client import cache_endpoints, new_client
 from .s3_direct import Declined, DirectPut
 from .s3_errors import Missing, Where, classify, no_such_bucket, sdk_errors
 from .s3_source import READ_CHUNK
@@ -50,7 +50,7 @@ class S3Api:
             self._stack = stack
             await self._check_bucket()
             if self.wants_direct(self.config):
-                self.direct = await DirectPut.for_client(self.client, self.bucket, user_agent())
+                self.direct = await DirectPut.for_client(self.client, self.bucket)
         except BaseException as exc:
             self.client, self._stack = None, None
             await stack.aclose()
