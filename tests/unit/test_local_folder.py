@@ -13,6 +13,7 @@ import pytest
 from triplicate.destinations import local
 from triplicate.destinations.base import NoResume, SourceFile
 from triplicate.destinations.local import LocalConfig, LocalDestination
+from triplicate.errors import TransientError
 
 
 def _source(tmp_path: Path, name: str, data: bytes) -> SourceFile:
@@ -42,6 +43,42 @@ def test_stale_temporary_files_of_a_dead_run_go_ours_stay(tmp_path: Path) -> Non
     asyncio.run(dest.put(_source(tmp_path, "b.mov", b"b" * 1000), NoResume()))
     assert later.exists(), "a folder is listed once per process, not before every file"
     assert (folder / "b.mov").read_bytes() == b"b" * 1000
+
+
+def test_a_history_file_torn_by_a_dead_run_goes_when_the_folder_is_next_written(tmp_path: Path) -> None:
+    """A process killed while writing an ASC MHL file leaves its temporary
+    file in ascmhl/, where no copy ever lands: writing the folder's next
+    file removes it; one of this process's own stays."""
+    root = tmp_path / "nearline"
+    history = root / "A001" / "ascmhl"
+    history.mkdir(parents=True)
+    torn = history / f".0001_A001_2026-11-27_120000Z.mhl{local.TMP_MARK}1-deadbeef-5.tmp"
+    mine = history / f".ascmhl_chain.xml{local.TMP_MARK}{local._RUN}-7.tmp"
+    torn.write_bytes(b"<hashlist")
+    mine.write_bytes(b"being written")
+    dest = LocalDestination(LocalConfig(name="nearline", type="local", path=root))
+
+    asyncio.run(dest.write_bytes("A001/ascmhl/ascmhl_chain.xml", b"<ascmhldirectory/>"))
+    assert not torn.exists() and mine.exists()
+    assert (history / "ascmhl_chain.xml").read_bytes() == b"<ascmhldirectory/>"
+    assert sorted(p.name for p in history.iterdir()) == sorted(["ascmhl_chain.xml", mine.name])
+
+
+def test_a_history_folder_removed_between_writes_is_made_again(tmp_path: Path) -> None:
+    import shutil
+
+    root = tmp_path / "nearline"
+    dest = LocalDestination(LocalConfig(name="nearline", type="local", path=root))
+    asyncio.run(dest.write_bytes("A001/ascmhl/ascmhl_chain.xml", b"one"))
+    shutil.rmtree(root / "A001")
+    failures = 0
+    for _ in range(2):  # the scheduler's retry: a transient failure at most, then the folder is made again
+        try:
+            asyncio.run(dest.write_bytes("A001/ascmhl/ascmhl_chain.xml", b"two"))
+            break
+        except TransientError:
+            failures += 1
+    assert failures <= 1 and (root / "A001/ascmhl/ascmhl_chain.xml").read_bytes() == b"two"
 
 
 def test_renames_landing_together_share_folder_fsyncs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -114,8 +114,7 @@ class LocalDestination:
                 if self.config.fsync:
                     self._dir_sync.sync(final.parent)
         except FileNotFoundError:
-            with self._cleaning:  # the folder went away: the next attempt makes it again
-                self._ready.discard(final.parent)
+            self._forget_folder(final.parent)
             raise
         finally:
             if not landed:
@@ -134,6 +133,10 @@ class LocalDestination:
         _remove_stale_temps(folder)  # twice at once is harmless: each removes others' files only
         with self._cleaning:
             self._ready.add(folder)
+
+    def _forget_folder(self, folder: Path) -> None:
+        with self._cleaning:  # the folder went away: the next attempt makes it again
+            self._ready.discard(folder)
 
     async def copy(self, from_key: str, src: SourceFile) -> Receipt | None:
         return await asyncio.to_thread(self._copy_within, from_key, src)
@@ -240,22 +243,29 @@ class LocalDestination:
         await asyncio.to_thread(self._write_bytes, key, data)
 
     def _write_bytes(self, key: str, data: bytes | bytearray) -> None:
+        # ASC MHL files and reports: their folders are cleaned of a killed
+        # process's temporary files like the copies' (ascmhl/ holds no copies)
         final = self._path(key)
         tmp = final.with_name(f".{final.name}{TMP_MARK}{_RUN}-{time.monotonic_ns()}.tmp")
+        landed = False
         try:
-            final.parent.mkdir(parents=True, exist_ok=True)
+            self._ready_folder(final.parent)
             with open(tmp, "wb") as fh:
                 fh.write(data)
                 fh.flush()
                 if self.config.fsync:
                     os.fsync(fh.fileno())
             os.replace(tmp, final)
+            landed = True
             if self.config.fsync:
                 _fsync_dir(final.parent)
         except OSError as exc:
+            if isinstance(exc, FileNotFoundError):
+                self._forget_folder(final.parent)
             raise _os_error(exc, f"writing {key}") from None
         finally:
-            tmp.unlink(missing_ok=True)
+            if not landed:
+                tmp.unlink(missing_ok=True)
 
 
 def _remove_stale_temps(folder: Path) -> None:
