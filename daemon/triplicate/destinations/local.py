@@ -104,7 +104,7 @@ class LocalDestination:
         existing = self._identical(final, src)
         if existing is not None:
             return existing
-        tmp = final.with_name(f".{final.name}{TMP_MARK}{_RUN}-{time.monotonic_ns()}.tmp")
+        tmp = _temp_for(final)
         landed = False
         try:
             receipt = make(tmp)
@@ -246,7 +246,7 @@ class LocalDestination:
         # ASC MHL files and reports: their folders are cleaned of a killed
         # process's temporary files like the copies' (ascmhl/ holds no copies)
         final = self._path(key)
-        tmp = final.with_name(f".{final.name}{TMP_MARK}{_RUN}-{time.monotonic_ns()}.tmp")
+        tmp = _temp_for(final)
         landed = False
         try:
             self._ready_folder(final.parent)
@@ -266,6 +266,11 @@ class LocalDestination:
         finally:
             if not landed:
                 tmp.unlink(missing_ok=True)
+
+
+def _temp_for(final: Path) -> Path:
+    """The hidden temporary name `final` is written under by this process."""
+    return final.with_name(f".{final.name}{TMP_MARK}{_RUN}-{time.monotonic_ns()}.tmp")
 
 
 def _remove_stale_temps(folder: Path) -> None:

@@ -21,10 +21,11 @@ What it leaves to botocore
     refused signature, a missing bucket) is sent again by the SDK, which knows
     them all; when the SDK then succeeds where this did not, the destination
     stops using this path and says so in its log. A 5xx or a 429 is the
-    service's trouble and is retried like any other. Used only with an `endpoint_url` (AWS itself is reached through
-    the SDK: there the uplink, not the CPU, bounds small files) and a checksum
-    header the service checks (with checksum "none" the body's SHA-256 is the
-    only check, which the SDK computes).
+    service's trouble and is retried like any other. Used only with an
+    `endpoint_url` (AWS itself is reached through the SDK: there the uplink,
+    not the CPU, bounds small files) and a checksum header the service
+    checks (with checksum "none" the body's SHA-256 is the only check, which
+    the SDK computes).
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ class DirectPut:
             region = scheme.get("signingRegion") or client.meta.region_name or "us-east-1"
             user_agent = client._user_agent_creator.to_string()  # the header the SDK's requests carry
             return cls(client, endpoint.url, scheme.get("signingName", "s3"), region, user_agent)
-        except (AttributeError, KeyError, TypeError, LookupError):
+        except (AttributeError, LookupError, TypeError):
             return None
 
     async def put(self, params: dict[str, Any]) -> dict[str, Any]:

@@ -104,8 +104,7 @@ class S3Api:
         try:
             return await direct.put(params)
         except Declined as declined:
-            body = params["Body"]
-            params["Body"] = _Body(body.view, body.sent)  # the first one is spent
+            params["Body"] = params["Body"].fresh()  # the first one is spent
             answer: dict[str, Any] = await call(**params)
             if self.direct is direct:
                 self.direct = None
@@ -200,12 +199,16 @@ class _Body:
     def __init__(self, data: bytes | bytearray | memoryview, sent: Callable[[int], None]) -> None:
         self.view = memoryview(data).cast("B")
         self.position = 0
-        self.sent = sent
+        self._sent = sent
+
+    def fresh(self) -> _Body:
+        """The same bytes from the start, for a request sent again."""
+        return _Body(self.view, self._sent)
 
     async def __aiter__(self) -> AsyncIterator[memoryview]:
         for start in range(0, len(self.view), SEND_CHUNK):
             chunk = self.view[start:start + SEND_CHUNK]
-            self.sent(len(chunk))
+            self._sent(len(chunk))
             yield chunk
 
     def readable(self) -> bool:
