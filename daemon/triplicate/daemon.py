@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from concurrent.futures import ThreadPoolExecutor
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import structlog
 
@@ -27,6 +27,7 @@ from .operations import Operations
 from .retry import Backoff
 from .scheduler import DestinationRunner, FilesInFlight
 from .shared_read import COUNTERS as SOURCE_READS
+from .shared_read import SHARES
 from .source import io_threads
 from .watch import WatchFolder
 
@@ -63,6 +64,7 @@ class Daemon:
         self.check = check  # the journal's integrity check, begun before the daemon was loaded
         self.journal = Journal(config.daemon.journal_path())
         self.destinations = {d.name: registry.create_for_daemon(d) for d in config.destination}
+        SHARES.readers_here = registry.readers_in_daemon(config.destination)
         self.manifests = ManifestWriter(self.journal, self.destinations)
         self.files_in_flight = FilesInFlight()
         self.runners = {name: self._runner(dest) for name, dest in self.destinations.items()}

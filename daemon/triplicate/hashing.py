@@ -77,15 +77,19 @@ def hash_fd(fd: int, algorithm: str = "xxh64", block_size: int = HASH_BLOCK_SIZE
     return digest.hexdigest(), total
 
 
-def hash_file(path: Path | str, algorithm: str = "xxh64", uncached: bool = False) -> tuple[str, int]:
+def hash_file(path: Path | str, algorithm: str = "xxh64", uncached: bool = False,
+              size_hint: int | None = None) -> tuple[str, int]:
     """Hash a whole file; with `uncached`, its cached pages are dropped first so
-    the bytes come from the device (read-back verification)."""
+    the bytes come from the device (read-back verification). `size_hint`, the
+    size expected, spares a small file a buffer and advice it does not need."""
+    block_size = HASH_BLOCK_SIZE if size_hint is None else max(1, min(HASH_BLOCK_SIZE, size_hint + 1))
     fd = os.open(path, os.O_RDONLY)
     try:
         if uncached:
             drop_cache(fd)
-        advise_sequential(fd)
-        return hash_fd(fd, algorithm)
+        if block_size == HASH_BLOCK_SIZE:
+            advise_sequential(fd)
+        return hash_fd(fd, algorithm, block_size)
     finally:
         os.close(fd)
 

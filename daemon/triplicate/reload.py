@@ -26,6 +26,7 @@ import structlog
 from .config import Config, load_config
 from .destinations import registry
 from .errors import ConfigError
+from .shared_read import SHARES
 
 if TYPE_CHECKING:
     from .daemon import Daemon
@@ -58,6 +59,8 @@ async def reload(daemon: "Daemon") -> Config | None:
         return None
     old = daemon.config
     changes = _destinations(daemon, old, new)
+    # retired destinations may still be reading: no fewer sharers than before
+    SHARES.readers_here = max(SHARES.readers_here, registry.readers_in_daemon(new.destination))
     changes.update(await _watches(daemon, old, new))
     daemon.config = new
     log.info("config_reloaded", **{k: v for k, v in changes.items() if v})

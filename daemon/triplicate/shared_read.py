@@ -251,11 +251,17 @@ class ReadShares:
         self.lag_seconds = lag_seconds
         self.lock = threading.Lock()
         self.files: dict[FileKey, tuple[SharedFile, int]] = {}  # key -> (file, readers attached)
+        # destinations reading sources in this process (the daemon sets it;
+        # one in a destination's own process): alone, a reader has no one to
+        # share with, and a share would cost it a second open and its locks
+        self.readers_here = 2
 
     def join(self, key: FileKey, path: str, expected: int = 1) -> tuple[SharedFile, int] | None:
         """Attach to the read of `key`, starting one if there is none. None
         when a read exists but has moved past the start of the file.
         `expected`: readers about to join, the start is held for them."""
+        if self.readers_here < 2:
+            return None
         with self.lock:
             entry = self.files.get(key)
             if entry is None:

@@ -61,12 +61,12 @@ class SourceReader:
             raise SourceUnreadable(f"source file disappeared: {self.src.path}") from None
         except OSError as exc:
             raise SourceUnreadable(f"cannot read source file {self.src.path}: {exc.strerror}") from None
-        self._check_unchanged("before reading")
+        opened = self._check_unchanged("before reading", by_name=False)
         # Size and mtime can be put back after a rewrite in place (rsync
         # --inplace -t); the change time cannot, so it must hold still too.
-        opened = os.fstat(self._fd)
         self._ctime_ns = opened.st_ctime_ns
-        advise_sequential(self._fd)
+        if self.src.size > self.block_size:  # a file read in one block has nothing to read ahead
+            advise_sequential(self._fd)
         if self._share:
             self._shared = SHARES.join(file_key(opened), os.fsdecode(self.src.path), self.src.readers)
 
@@ -80,9 +80,13 @@ class SourceReader:
     def fd(self) -> int:
         return self._fd
 
-    def _check_unchanged(self, when: str) -> None:
+    def _check_unchanged(self, when: str, by_name: bool = True) -> os.stat_result:
+        """The open file as fstat sees it, when it and the name still hold the
+        version the journal describes (the name not looked up again when the
+        file was opened by it a moment ago)."""
         try:
-            opened, named = os.fstat(self._fd), os.stat(self.src.path)
+            opened = os.fstat(self._fd)
+            named = os.stat(self.src.path) if by_name else opened
         except FileNotFoundError:
             raise SourceChanged(f"source file was removed {when}: {self.src.path}") from None
         expected = (self.src.size, self.src.mtime_ns)
@@ -90,6 +94,7 @@ class SourceReader:
             raise SourceChanged(f"source file changed {when}: {self.src.path}")
         if self._ctime_ns is not None and (opened.st_ctime_ns, named.st_ctime_ns) != (self._ctime_ns,) * 2:
             raise SourceChanged(f"source file was rewritten {when} (same size and mtime, new change time): {self.src.path}")
+        return opened
 
     def _leave_share(self) -> None:
         if self._shared is not None:
@@ -105,6 +110,11 @@ class SourceReader:
                 return shared.read(rid, self.bytes_read, size)
             except Detached:
                 self._leave_share()
+        # no more than the version's size: a larger buffer costs its
+        # allocation for every small file, and growth shows in finish()'s fstat
+        size = min(size, self.src.size - self.bytes_read)
+        if size <= 0:
+            return b""
         try:
             data = os.pread(self._fd, size, self.bytes_read)
         except OSError as exc:

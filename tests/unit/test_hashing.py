@@ -23,6 +23,16 @@ def test_hash_file_streams_across_blocks(tmp_path: Path) -> None:
     assert hash_file(path, uncached=True) == (xxh64_bytes(data), len(data))
 
 
+def test_hash_file_reads_past_a_size_hint_that_is_wrong(tmp_path: Path) -> None:
+    data = os.urandom(2 * 1024 * 1024 + 5)
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    for hint in (0, 1000, len(data) - 1, len(data), 10 * len(data)):
+        assert hash_file(path, uncached=True, size_hint=hint) == (xxh64_bytes(data), len(data)), hint
+    (tmp_path / "empty").write_bytes(b"")
+    assert hash_file(tmp_path / "empty", size_hint=0) == ("ef46db3751d8e999", 0)
+
+
 def _src(path: Path, xxh64: str | None = None) -> SourceFile:
     st = path.stat()
     return SourceFile(path, path.name, st.st_size, st.st_mtime_ns, xxh64)

@@ -97,6 +97,24 @@ def test_a_failed_write_rolls_back_alone(path: Path, journal: Journal) -> None:
     journal.close()
 
 
+def test_a_failed_write_of_one_statement_leaves_nothing_of_itself_and_the_group_goes_on(
+    path: Path, journal: Journal
+) -> None:
+    """The claim and the verified mark skip the savepoint: SQLite itself undoes
+    a statement that fails, rows it had already changed included."""
+    ingest(journal, 3)
+    with pytest.raises(sqlite3.IntegrityError):
+        with journal._tx(grouped=True, one_write=True):
+            # row by row, the first rows pass before the third breaks the CHECK
+            journal.db.execute("UPDATE copies SET state = CASE WHEN id < 3 THEN 'verified' ELSE 'lost' END")
+    assert journal.db.in_transaction, "the group is still open"
+    job = journal.claim_id(journal.due_ids("nearline", 1e12)[0])
+    assert job is not None and job.attempts == 1
+    journal.commit()
+    assert states_seen_elsewhere(path) == {"pending": 2, "transferring": 1}
+    journal.close()
+
+
 def test_a_read_apart_sees_every_write_made_before_it(journal: Journal) -> None:
     ingest(journal, 4)
 

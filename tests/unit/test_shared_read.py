@@ -163,6 +163,31 @@ def test_a_reader_too_late_reads_on_its_own(tmp_path: Path, shares: ReadShares) 
         assert _drain(early) == expected[3 * MiB:]
 
 
+def test_a_process_with_one_reading_destination_reads_without_shares(tmp_path: Path, shares: ReadShares) -> None:
+    shares.readers_here = 1  # as the daemon sets it for one local destination, and a destination's own process
+    src = _file(tmp_path, 3 * MiB + 7)
+    expected = src.path.read_bytes()
+    with SourceReader(src, block_size=MiB) as one, SourceReader(src, block_size=MiB) as two:
+        assert one._shared is None and two._shared is None and not shares.files
+        (got_one, got_two), read = _read_counted(lambda: _lockstep(one, two))
+        assert got_one == got_two == expected
+        assert read == 2 * len(expected), "each reads for itself"
+        assert one.finish() == two.finish() == xxhash.xxh64_hexdigest(expected)
+
+
+def test_a_reader_alone_never_reads_past_the_version_and_sees_growth_at_the_end(
+    tmp_path: Path, shares: ReadShares
+) -> None:
+    shares.readers_here = 1
+    src = _file(tmp_path, 10_000)
+    with SourceReader(src, block_size=MiB) as reader:
+        with open(src.path, "ab") as fh:
+            fh.write(b"appended while read")
+        assert _drain(reader) == src.path.read_bytes()[:10_000]
+        with pytest.raises(SourceChanged):
+            reader.finish()
+
+
 def test_a_resumed_read_hashes_the_prefix_through_the_share(tmp_path: Path, shares: ReadShares) -> None:
     src = _file(tmp_path, 3 * MiB)
     expected = src.path.read_bytes()

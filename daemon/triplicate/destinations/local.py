@@ -158,7 +158,7 @@ class LocalDestination:
             how = _clone(old, tmp, old_st.st_mtime_ns == src.mtime_ns)
             if how != "hard-link":
                 os.utime(tmp, ns=(time.time_ns(), src.mtime_ns))
-            copied, length = hash_file(tmp, uncached=True)
+            copied, length = hash_file(tmp, uncached=True, size_hint=src.size)
             if (copied, length) != (src.xxh64, src.size):
                 return None  # the old copy is not those bytes (`verify` will say so): send the file
             return Receipt(key=src.key, size=src.size, xxh64=copied, bytes_sent=0,
@@ -178,7 +178,7 @@ class LocalDestination:
                 return None
         except FileNotFoundError:
             return None
-        xxh64, _ = hash_file(final, uncached=True)
+        xxh64, _ = hash_file(final, uncached=True, size_hint=src.size)
         if xxh64 != src.xxh64:
             return None
         return Receipt(key=src.key, size=src.size, xxh64=xxh64, skipped=True)
@@ -204,7 +204,7 @@ class LocalDestination:
         return xxh64
 
     def _check_copy(self, path: Path, xxh64: str, size: int) -> None:
-        copied, length = hash_file(path, uncached=True)
+        copied, length = hash_file(path, uncached=True, size_hint=size)
         if length != size or copied != xxh64:
             raise VerificationFailed(
                 f"copy at {path} read back as xxh64 {copied} ({length} bytes), expected {xxh64} ({size} bytes); removed"
@@ -213,7 +213,7 @@ class LocalDestination:
     async def verify(self, key: str, xxh64: str, size: int) -> None:
         path = self._path(key)
         try:
-            found, length = await asyncio.to_thread(hash_file, path, "xxh64", True)
+            found, length = await asyncio.to_thread(hash_file, path, "xxh64", True, size)
         except FileNotFoundError:
             raise PermanentError(f"copy missing at destination {self.name!r}: {key}") from None
         except OSError as exc:

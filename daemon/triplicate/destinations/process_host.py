@@ -32,7 +32,7 @@ from ..bandwidth import Throttle
 from ..errors import TransientError, TriplicateError
 from ..libc import limit_arenas
 from ..logs import configure_forwarding, log_loop_errors
-from ..shared_read import COUNTERS
+from ..shared_read import COUNTERS, SHARES
 from ..source import io_threads
 from . import registry
 from .base import SourceFile
@@ -89,6 +89,7 @@ class _Progress:
 class Host:
     def __init__(self, config: Any, sender: Sender) -> None:
         self.dest = registry.create(config)
+        SHARES.readers_here = 1  # this process's one destination reads alone
         self.sender = sender
         self.throttle = Throttle(None)
         self.calls: dict[int, asyncio.Task[None]] = {}

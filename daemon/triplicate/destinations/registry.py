@@ -44,6 +44,11 @@ def runs_apart(config: DestinationConfig) -> bool:
     return config.type != "local" and (os.cpu_count() or 1) > 1  # type: ignore[attr-defined]
 
 
+def readers_in_daemon(configs: list[DestinationConfig]) -> int:
+    """How many of these destinations read sources in the daemon's process."""
+    return sum(1 for config in configs if not runs_apart(config))
+
+
 def create_for_daemon(config: DestinationConfig) -> Destination:
     """Like `create`, in a process of its own where `runs_apart` says so."""
     if runs_apart(config):
