@@ -62,14 +62,16 @@ def drop_cache(fd: int) -> None:
             fcntl.fcntl(fd, nocache, 1)
 
 
-def hash_fd(fd: int, algorithm: str = "xxh64", block_size: int = HASH_BLOCK_SIZE) -> tuple[str, int]:
-    """Hash everything readable from `fd` from its current offset; returns (hex, bytes)."""
+def hash_fd(fd: int, algorithm: str = "xxh64", block_size: int = HASH_BLOCK_SIZE,
+            offset: int | None = None) -> tuple[str, int]:
+    """Hash everything readable from `fd` from its current offset, or from
+    `offset` without moving it; returns (hex, bytes)."""
     digest = new_digest(algorithm)
     buf = bytearray(block_size)
     view = memoryview(buf)
     total = 0
     while True:
-        n = os.readv(fd, [buf])
+        n = os.readv(fd, [buf]) if offset is None else os.preadv(fd, [buf], offset + total)
         if n == 0:
             break
         digest.update(view[:n])
@@ -82,16 +84,22 @@ def hash_file(path: Path | str, algorithm: str = "xxh64", uncached: bool = False
     """Hash a whole file; with `uncached`, its cached pages are dropped first so
     the bytes come from the device (read-back verification). `size_hint`, the
     size expected, spares a small file a buffer and advice it does not need."""
-    block_size = HASH_BLOCK_SIZE if size_hint is None else max(1, min(HASH_BLOCK_SIZE, size_hint + 1))
     fd = os.open(path, os.O_RDONLY)
     try:
-        if uncached:
-            drop_cache(fd)
-        if block_size == HASH_BLOCK_SIZE:
-            advise_sequential(fd)
-        return hash_fd(fd, algorithm, block_size)
+        return hash_open_file(fd, algorithm, uncached, size_hint)
     finally:
         os.close(fd)
+
+
+def hash_open_file(fd: int, algorithm: str = "xxh64", uncached: bool = False,
+                   size_hint: int | None = None) -> tuple[str, int]:
+    """hash_file of a file already open (from its start; the offset stays)."""
+    block_size = HASH_BLOCK_SIZE if size_hint is None else max(1, min(HASH_BLOCK_SIZE, size_hint + 1))
+    if uncached:
+        drop_cache(fd)
+    if block_size == HASH_BLOCK_SIZE:
+        advise_sequential(fd)
+    return hash_fd(fd, algorithm, block_size, offset=0)
 
 
 def xxh64_bytes(data: bytes) -> str:
