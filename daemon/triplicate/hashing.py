@@ -66,6 +66,9 @@ def hash_fd(fd: int, algorithm: str = "xxh64", block_size: int = HASH_BLOCK_SIZE
             offset: int | None = None) -> tuple[str, int]:
     """Hash everything readable from `fd` from its current offset, or from
     `offset` without moving it; returns (hex, bytes)."""
+    if offset is not None and not hasattr(os, "preadv"):  # macOS before 11: from `offset`, moving it
+        os.lseek(fd, offset, os.SEEK_SET)
+        offset = None
     digest = new_digest(algorithm)
     buf = bytearray(block_size)
     view = memoryview(buf)
@@ -93,7 +96,7 @@ def hash_file(path: Path | str, algorithm: str = "xxh64", uncached: bool = False
 
 def hash_open_file(fd: int, algorithm: str = "xxh64", uncached: bool = False,
                    size_hint: int | None = None) -> tuple[str, int]:
-    """hash_file of a file already open (from its start; the offset stays)."""
+    """hash_file of a file already open, from its start."""
     block_size = HASH_BLOCK_SIZE if size_hint is None else max(1, min(HASH_BLOCK_SIZE, size_hint + 1))
     if uncached:
         drop_cache(fd)

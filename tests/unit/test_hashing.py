@@ -5,7 +5,7 @@ import pytest
 
 from triplicate.destinations.base import SourceFile
 from triplicate.errors import SourceChanged, SourceUnreadable
-from triplicate.hashing import hash_file, xxh64_bytes
+from triplicate.hashing import hash_file, hash_open_file, xxh64_bytes
 from triplicate.source import SourceReader
 
 
@@ -31,6 +31,22 @@ def test_hash_file_reads_past_a_size_hint_that_is_wrong(tmp_path: Path) -> None:
         assert hash_file(path, uncached=True, size_hint=hint) == (xxh64_bytes(data), len(data)), hint
     (tmp_path / "empty").write_bytes(b"")
     assert hash_file(tmp_path / "empty", size_hint=0) == ("ef46db3751d8e999", 0)
+
+
+def test_an_open_file_is_hashed_from_its_start_with_or_without_preadv(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = os.urandom(1024 * 1024 + 3)
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.lseek(fd, 1000, os.SEEK_SET)
+        assert hash_open_file(fd, uncached=True, size_hint=len(data)) == (xxh64_bytes(data), len(data))
+        monkeypatch.delattr(os, "preadv")  # as on macOS before 11
+        assert hash_open_file(fd, size_hint=7) == (xxh64_bytes(data), len(data))
+    finally:
+        os.close(fd)
 
 
 def _src(path: Path, xxh64: str | None = None) -> SourceFile:
