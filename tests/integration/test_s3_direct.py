@@ -185,3 +185,34 @@ async def test_a_server_error_on_the_direct_path_is_retried_and_keeps_it(server,
     retries = [e for e in logs if e["event"] == "s3_request_retry"]
     assert len(retries) == 1 and "answered SlowDown while uploading E005/a.wav" in retries[0]["error"]
     assert client(server).get_object(Bucket=bucket, Key="E005/a.wav")["Body"].read() == data
+
+
+async def test_a_request_that_keeps_failing_is_tried_four_times(server, bucket, monkeypatch, tmp_path) -> None:
+    """The first attempt runs outside the retry loop; the attempts after it
+    are counted on from it: four in all, three retries logged as 1, 2, 3,
+    then the copy fails as transient (the scheduler's retry takes over)."""
+    from triplicate.destinations import s3_requests
+    from triplicate.errors import TransientError
+
+    monkeypatch.setattr(s3_requests, "RETRY_WAIT", 0.001)
+    direct = 0
+
+    async def failing(request: Any) -> Any:
+        nonlocal direct
+        from aiohttp import web
+
+        if is_direct(request):
+            direct += 1
+            return web.Response(status=503, body=b"<Error><Code>ServiceUnavailable</Code></Error>")
+        return None
+
+    async with S3Proxy(server.endpoint_url, intercept=failing) as proxy:
+        dest = S3Destination(config(server, bucket, key_env(server, monkeypatch), endpoint_url=proxy.endpoint_url))
+        await dest.open()
+        try:
+            with structlog.testing.capture_logs() as logs, pytest.raises(TransientError, match="ServiceUnavailable"):
+                await dest.put(source(tmp_path, "E006/a.wav", os.urandom(1024)), NoResume())
+        finally:
+            await dest.close()
+    assert direct == s3_requests.ATTEMPTS == 4
+    assert [e["attempt"] for e in logs if e["event"] == "s3_request_retry"] == [1, 2, 3]

@@ -11,10 +11,13 @@ Why
 What it keeps from botocore
     The request is still botocore's: its serializer turns the parameters into
     headers and a path, exactly as for put_object, with the client's
-    credentials (refreshed as the SDK refreshes them); the client's own HTTP
-    session (connection pool, TLS and proxy settings) sends it, and maps
-    connection failures to the SDK's exceptions, which s3_errors.py
-    classifies as before. The address is the one the client's endpoint rule
+    credentials (refreshed as the SDK refreshes them); the aiohttp session of
+    the client's own HTTP session (connection pool, TLS, timeouts and the
+    proxy the SDK would take for the address) sends it. Not through that HTTP
+    session's `send`, which looks the proxy up again, copies the headers and
+    wraps the answer for every request (a quarter of the direct path's CPU,
+    py-spy); its connection failures are aiohttp's, which s3_errors.py
+    classifies as it does the SDK's: transient. The address is the one the client's endpoint rule
     set gives for the bucket, resolved once. The signature is made by
     s3_sigv4.py, a tenth of the cost of botocore's signer (awscrt's) per
     request, and held to it by the tests.
@@ -39,6 +42,8 @@ import hashlib
 from typing import Any
 from urllib.parse import urlsplit
 
+from yarl import URL
+
 from .s3_sigv4 import UNSIGNED_PAYLOAD, SigV4, host_header
 
 OPERATION = "PutObject"
@@ -56,14 +61,20 @@ class Declined(Exception):
 class DirectPut:
     """PutObject of one destination's bucket, signed and sent directly."""
 
-    def __init__(self, client: Any, endpoint_url: str, signing_name: str, region: str, user_agent: str) -> None:
+    def __init__(
+        self, client: Any, session: Any, endpoint_url: str, signing_name: str, region: str, user_agent: str
+    ) -> None:
         from botocore.serialize import create_serializer
 
         self._model = client.meta.service_model.operation_model(OPERATION)
         # without the SDK's parameter validation: the parameters are this
         # destination's own, the same few for every file
         self._serializer = create_serializer(self._model.metadata["protocol"], include_validation=False)
-        self._http = client._endpoint.http_session
+        self._session = session  # aiohttp's, shared with the client's other requests
+        proxy_config = client._endpoint.http_session._proxy_config
+        # looked up as the SDK's HTTP session looks them up for each request
+        self._proxy = proxy_config.proxy_url_for(endpoint_url)
+        self._proxy_headers = proxy_config.proxy_headers_for(endpoint_url)
         self._credentials = client._request_signer._credentials
         self._endpoint_url = endpoint_url.rstrip("/")
         self._path = urlsplit(self._endpoint_url).path  # the bucket's, when addressed by path
@@ -98,36 +109,43 @@ class DirectPut:
                 return None
             region = scheme.get("signingRegion") or client.meta.region_name or "us-east-1"
             user_agent = client._user_agent_creator.to_string()  # the header the SDK's requests carry
-            return cls(client, endpoint.url, scheme.get("signingName", "s3"), region, user_agent)
+            http = client._endpoint.http_session
+            session = await http._get_session(http._proxy_config.proxy_url_for(endpoint.url))
+            return cls(client, session, endpoint.url, scheme.get("signingName", "s3"), region, user_agent)
         except (AttributeError, LookupError, TypeError):
             return None
 
     async def put(self, params: dict[str, Any]) -> dict[str, Any]:
         """The answer's header fields, named as botocore names them. Raises
-        Declined on a 3xx/4xx, and the SDK's exceptions on a 5xx or 429
-        (ClientError, as the SDK would raise it) or when the connection fails."""
-        from botocore.awsrequest import AWSPreparedRequest
-
+        Declined on a 3xx/4xx, ClientError on a 5xx or 429 (as the SDK would
+        raise it), and aiohttp's errors when the connection fails."""
         request = self._serializer.serialize_to_request(params, self._model)
         if request["query_string"]:  # not with this destination's parameters; the SDK knows how
             raise Declined(0, "QueryString")
+        path = request["url_path"]
         headers = {**request["headers"], "User-Agent": self._user_agent, "host": self._host}
         credentials = await self._credentials.get_frozen_credentials()  # refreshed when they expire
-        self._signer.sign(credentials, "PUT", self._path + request["url_path"], headers, self._payload_hash(params))
+        self._signer.sign(credentials, "PUT", self._path + path, headers, self._payload_hash(params))
+        headers["Accept-Encoding"] = "identity"  # unsigned, as the SDK's HTTP session adds it
         body = params["Body"]
-        response = await self._http.send(
-            AWSPreparedRequest("PUT", self._endpoint_url + request["url_path"], headers, body, False)
-        )
-        status = response.status_code
-        if status >= 300:
-            code, message = _error(await response.content)
-            if status >= 500 or status == 429:  # the service's trouble, not the request's
-                from botocore.exceptions import ClientError
+        whole = body.whole()
+        async with self._session.put(
+            URL(self._endpoint_url + path, encoded=True),  # the serializer has escaped the key
+            headers=headers, data=body if whole is None else whole,
+            proxy=self._proxy, proxy_headers=self._proxy_headers,
+        ) as response:
+            status = response.status
+            body = await response.read()
+            if status < 300:
+                found = response.headers  # case-insensitive
+                return {name: found[header] for header, name in self._answer.items() if header in found}
+        code, message = _error(body)
+        if status >= 500 or status == 429:  # the service's trouble, not the request's
+            from botocore.exceptions import ClientError
 
-                answer = {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": status}}
-                raise ClientError(answer, OPERATION)  # s3_errors.py classifies it, as any other
-            raise Declined(status, code)
-        return {self._answer[k]: v for k, v in response.headers.items() if k in self._answer}
+            answer = {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": status}}
+            raise ClientError(answer, OPERATION)  # s3_errors.py classifies it, as any other
+        raise Declined(status, code)
 
     def _payload_hash(self, params: dict[str, Any]) -> str:
         """x-amz-content-sha256: the body's SHA-256 over plain HTTP (the
