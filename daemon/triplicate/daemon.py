@@ -100,15 +100,26 @@ class Daemon:
                     self.runners[name].wake.set()
 
     def _on_verified(self, job: CopyJob) -> None:
-        watcher = self._watcher_of(job.watch)
-        if watcher is not None and watcher.unsettled(job.offload):
+        self._generation_look(job.offload_id, job.destination, job.watch, job.offload)
+        self.ops.on_verified(job.offload_id)
+
+    def _generation_look(self, offload_id: int, destination: str, watch: str, offload: str) -> None:
+        watcher = self._watcher_of(watch)
+        if watcher is not None and watcher.unsettled(offload):
             # Still arriving: the history is written once it settles, even when
             # what settles last is never sent (a marker file, an excluded name).
-            self._deferred_looks[(job.offload_id, job.destination)] = (job.watch, job.offload)
+            self._deferred_looks[(offload_id, destination)] = (watch, offload)
             self._deferred_wake.set()
         else:
-            self.manifests.schedule(job.offload_id, job.destination)
-        self.ops.on_verified(job.offload_id)
+            self.manifests.schedule(offload_id, destination)
+
+    def _generations_cut_short(self) -> None:
+        """Offloads held whole by a destination without any ASC MHL generation
+        there: a stop between the last copy and its generation (a crash, a
+        power cut) is made good at the start, not at the first rescan."""
+        for offload_id, destination in self.journal.complete_without_generation():
+            if destination in self.destinations:
+                self._generation_look(offload_id, destination, *self.journal.offload(offload_id))
 
     async def _look_when_settled(self) -> None:
         while True:
@@ -170,6 +181,7 @@ class Daemon:
             tasks.append(asyncio.create_task(watcher.run(), name=f"watch-{watcher.root}"))
         for watcher in self.watchers:
             await watcher.full_scan("start-up")
+        self._generations_cut_short()
         tasks.append(asyncio.create_task(self._housekeeping()))
         await self.ops.start()
         try:

@@ -284,3 +284,38 @@ def test_destinations_share_one_read_of_each_file(tmp_path: Path) -> None:
     assert stopped["source_read_bytes"] <= 1.25 * data, stopped
     for root in setup.destinations.values():
         assert sum(p.stat().st_size for p in (root / "C001").glob("*.mov")) == data
+
+
+def test_a_generation_cut_short_by_a_stop_is_written_at_the_next_start(tmp_path: Path) -> None:
+    """Every copy verified, then a stop before the offload's generation at one
+    destination (a crash, a power cut), a killed writer's temporary file left
+    in its ascmhl/: the restarted daemon writes that generation at once,
+    long before its first rescan, and removes the temporary file; the other
+    destination's history is not written again."""
+    import sqlite3
+
+    setup = make_setup(tmp_path)
+    for i in range(3):
+        write_file(setup.watch / f"A001_CARD/CLIPS/A001C00{i}.mov", os.urandom(50_000 + i), mtime=OLD)
+    assert setup.run_once().returncode == 0
+    journal = setup.root / "state/journal.db"
+    with sqlite3.connect(journal) as db:
+        db.execute("DELETE FROM generations WHERE destination = 'offsite'")
+    db.close()
+    history = setup.destinations["offsite"] / "A001_CARD/ascmhl"
+    shutil.rmtree(history)
+    history.mkdir()
+    stale = history / ".0001_A001_CARD_2026-01-01_000000Z.mhl.triplicate-99999-0badf00d-1.tmp"
+    stale.write_bytes(b"<half a manifest")
+    nearline_before = sorted(p.name for p in (setup.destinations["nearline"] / "A001_CARD/ascmhl").iterdir())
+
+    proc = setup.start()  # rescan_seconds is 300 by default: only the start can do it
+    try:
+        wait_for(lambda: any(p.suffix == ".mhl" for p in history.iterdir()), 30, "the offsite generation")
+        wait_for(lambda: not stale.exists(), 10, "the stale temporary file removed")
+    finally:
+        output = stop(proc)
+    written = [e for e in log_events(output) if e["event"] == "mhl_generation_written"]
+    assert [e["destination"] for e in written] == ["offsite"], written
+    assert sorted(p.name for p in (setup.destinations["nearline"] / "A001_CARD/ascmhl").iterdir()) == nearline_before
+    assert_mhl_history_valid(setup.destinations["offsite"] / "A001_CARD")
