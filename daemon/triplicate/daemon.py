@@ -117,9 +117,9 @@ class Daemon:
         """Offloads held whole by a destination without any ASC MHL generation
         there: a stop between the last copy and its generation (a crash, a
         power cut) is made good at the start, not at the first rescan."""
-        for offload_id, destination in self.journal.complete_without_generation():
+        for offload_id, destination, watch, offload in self.journal.complete_without_generation():
             if destination in self.destinations:
-                self._generation_look(offload_id, destination, *self.journal.offload(offload_id))
+                self._generation_look(offload_id, destination, watch, offload)
 
     async def _look_when_settled(self) -> None:
         while True:

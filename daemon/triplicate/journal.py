@@ -766,13 +766,13 @@ class Journal:
         ).fetchone()
         return None if row is None else (row[0], row[1])
 
-    def complete_without_generation(self) -> list[tuple[int, str]]:
-        """(offload, destination) pairs where every current file is verified
-        and no generation was ever recorded: from the counts the triggers
-        keep, without reading any file's row."""
-        return [(r[0], r[1]) for r in self.db.execute(
-            "SELECT v.offload_id, v.destination FROM offload_verified v "
-            "JOIN offload_files f ON f.offload_id = v.offload_id "
+    def complete_without_generation(self) -> list[tuple[int, str, str, str]]:
+        """(offload id, destination, watch, offload name) where every current
+        file is verified and no generation was ever recorded: from the counts
+        the triggers keep, without reading any file's row."""
+        return [(r[0], r[1], r[2], r[3]) for r in self.db.execute(
+            "SELECT v.offload_id, v.destination, o.watch, o.name FROM offload_verified v "
+            "JOIN offload_files f ON f.offload_id = v.offload_id JOIN offloads o ON o.id = v.offload_id "
             "WHERE f.files > 0 AND v.files = f.files AND NOT EXISTS ("
             "SELECT 1 FROM generations g WHERE g.offload_id = v.offload_id AND g.destination = v.destination) "
             # a loose file (no folder) never gets a history; a folder's first row shows it is one

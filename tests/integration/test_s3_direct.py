@@ -53,6 +53,26 @@ def is_direct(request: Any) -> bool:
     return request.method == "PUT" and "amz-sdk-invocation-id" not in request.headers
 
 
+class DirectAnswers:
+    """A proxy intercept that counts the direct path's PUTs and answers the
+    first `times` of them (all when None) with `status` and an S3 error
+    document; everything else goes on to the server."""
+
+    def __init__(self, status: int, code: str, message: str = "", times: int | None = None) -> None:
+        self.status, self.times, self.seen = status, times, 0
+        self.body = f"<Error><Code>{code}</Code><Message>{message}</Message></Error>".encode()
+
+    async def __call__(self, request: Any) -> Any:
+        from aiohttp import web
+
+        if not is_direct(request):
+            return None
+        self.seen += 1
+        if self.times is not None and self.seen > self.times:
+            return None
+        return web.Response(status=self.status, body=self.body)
+
+
 async def test_direct_puts_are_signed_for_what_arrives(server, bucket, monkeypatch, tmp_path) -> None:
     """Keys that need escaping, metadata, a storage class: the server-side
     check of the signature passes for the direct path's requests and the
@@ -124,17 +144,7 @@ async def test_a_refused_direct_put_goes_through_the_sdk_and_the_path_is_left(se
     """A store that refuses what the direct path sends (here: every direct
     PUT answered 403) still gets every file, through the SDK, and the
     destination stops trying the direct path after the first refusal."""
-    refusals = 0
-
-    async def refuse(request: Any) -> Any:
-        nonlocal refusals
-        from aiohttp import web
-
-        if is_direct(request):
-            refusals += 1
-            return web.Response(status=403, body=b"<Error><Code>AccessDenied</Code><Message>no</Message></Error>")
-        return None
-
+    refuse = DirectAnswers(403, "AccessDenied", "no")
     async with S3Proxy(server.endpoint_url, intercept=refuse) as proxy:
         dest = S3Destination(config(server, bucket, key_env(server, monkeypatch), endpoint_url=proxy.endpoint_url))
         await dest.open()
@@ -146,7 +156,7 @@ async def test_a_refused_direct_put_goes_through_the_sdk_and_the_path_is_left(se
             assert dest._api.direct is None
         finally:
             await dest.close()
-    assert refusals == 1
+    assert refuse.seen == 1
     off = [e for e in logs if e["event"] == "s3_direct_put_off"]
     assert [(e["status"], e["code"]) for e in off] == [(403, "AccessDenied")]
     s3 = client(server)
@@ -158,19 +168,7 @@ async def test_a_server_error_on_the_direct_path_is_retried_and_keeps_it(server,
                                                                        status) -> None:
     """A 5xx or a 429 is the service's trouble, not the path's: the request
     is tried again (by the direct path) and the path stays in use."""
-    failures = [status]
-    direct = 0
-
-    async def flaky(request: Any) -> Any:
-        nonlocal direct
-        from aiohttp import web
-
-        if is_direct(request):
-            direct += 1
-            if failures:
-                return web.Response(status=failures.pop(), body=b"<Error><Code>SlowDown</Code></Error>")
-        return None
-
+    flaky = DirectAnswers(status, "SlowDown", times=1)
     async with S3Proxy(server.endpoint_url, intercept=flaky) as proxy:
         dest = S3Destination(config(server, bucket, key_env(server, monkeypatch), endpoint_url=proxy.endpoint_url))
         await dest.open()
@@ -181,7 +179,7 @@ async def test_a_server_error_on_the_direct_path_is_retried_and_keeps_it(server,
             assert dest._api.direct is not None
         finally:
             await dest.close()
-    assert direct == 2
+    assert flaky.seen == 2
     retries = [e for e in logs if e["event"] == "s3_request_retry"]
     assert len(retries) == 1 and "answered SlowDown while uploading E005/a.wav" in retries[0]["error"]
     assert client(server).get_object(Bucket=bucket, Key="E005/a.wav")["Body"].read() == data
@@ -195,17 +193,7 @@ async def test_a_request_that_keeps_failing_is_tried_four_times(server, bucket, 
     from triplicate.errors import TransientError
 
     monkeypatch.setattr(s3_requests, "RETRY_WAIT", 0.001)
-    direct = 0
-
-    async def failing(request: Any) -> Any:
-        nonlocal direct
-        from aiohttp import web
-
-        if is_direct(request):
-            direct += 1
-            return web.Response(status=503, body=b"<Error><Code>ServiceUnavailable</Code></Error>")
-        return None
-
+    failing = DirectAnswers(503, "ServiceUnavailable")
     async with S3Proxy(server.endpoint_url, intercept=failing) as proxy:
         dest = S3Destination(config(server, bucket, key_env(server, monkeypatch), endpoint_url=proxy.endpoint_url))
         await dest.open()
@@ -214,5 +202,5 @@ async def test_a_request_that_keeps_failing_is_tried_four_times(server, bucket, 
                 await dest.put(source(tmp_path, "E006/a.wav", os.urandom(1024)), NoResume())
         finally:
             await dest.close()
-    assert direct == s3_requests.ATTEMPTS == 4
+    assert failing.seen == s3_requests.ATTEMPTS == 4
     assert [e["attempt"] for e in logs if e["event"] == "s3_request_retry"] == [1, 2, 3]

@@ -17,8 +17,8 @@ What it keeps from botocore
     session's `send`, which looks the proxy up again, copies the headers and
     wraps the answer for every request (a quarter of the direct path's CPU,
     py-spy); its connection failures are aiohttp's, which s3_errors.py
-    classifies as it does the SDK's: transient. The address is the one the client's endpoint rule
-    set gives for the bucket, resolved once. The signature is made by
+    classifies as it does the SDK's: transient. The address is the one the
+    client's endpoint rule set gives for the bucket, resolved once. The signature is made by
     s3_sigv4.py, a tenth of the cost of botocore's signer (awscrt's) per
     request, and held to it by the tests.
 
@@ -62,7 +62,8 @@ class DirectPut:
     """PutObject of one destination's bucket, signed and sent directly."""
 
     def __init__(
-        self, client: Any, session: Any, endpoint_url: str, signing_name: str, region: str, user_agent: str
+        self, client: Any, session: Any, proxy: str | None, endpoint_url: str, signing_name: str, region: str,
+        user_agent: str,
     ) -> None:
         from botocore.serialize import create_serializer
 
@@ -71,10 +72,9 @@ class DirectPut:
         # destination's own, the same few for every file
         self._serializer = create_serializer(self._model.metadata["protocol"], include_validation=False)
         self._session = session  # aiohttp's, shared with the client's other requests
-        proxy_config = client._endpoint.http_session._proxy_config
-        # looked up as the SDK's HTTP session looks them up for each request
-        self._proxy = proxy_config.proxy_url_for(endpoint_url)
-        self._proxy_headers = proxy_config.proxy_headers_for(endpoint_url)
+        self._proxy = proxy  # the one the SDK's HTTP session takes for this address
+        # as that session looks them up for each request
+        self._proxy_headers = client._endpoint.http_session._proxy_config.proxy_headers_for(endpoint_url)
         self._credentials = client._request_signer._credentials
         self._endpoint_url = endpoint_url.rstrip("/")
         self._path = urlsplit(self._endpoint_url).path  # the bucket's, when addressed by path
@@ -110,8 +110,9 @@ class DirectPut:
             region = scheme.get("signingRegion") or client.meta.region_name or "us-east-1"
             user_agent = client._user_agent_creator.to_string()  # the header the SDK's requests carry
             http = client._endpoint.http_session
-            session = await http._get_session(http._proxy_config.proxy_url_for(endpoint.url))
-            return cls(client, session, endpoint.url, scheme.get("signingName", "s3"), region, user_agent)
+            proxy = http._proxy_config.proxy_url_for(endpoint.url)
+            session = await http._get_session(proxy)
+            return cls(client, session, proxy, endpoint.url, scheme.get("signingName", "s3"), region, user_agent)
         except (AttributeError, LookupError, TypeError):
             return None
 
@@ -135,11 +136,11 @@ class DirectPut:
             proxy=self._proxy, proxy_headers=self._proxy_headers,
         ) as response:
             status = response.status
-            body = await response.read()
+            said = await response.read()
             if status < 300:
                 found = response.headers  # case-insensitive
                 return {name: found[header] for header, name in self._answer.items() if header in found}
-        code, message = _error(body)
+        code, message = _error(said)
         if status >= 500 or status == 429:  # the service's trouble, not the request's
             from botocore.exceptions import ClientError
 
