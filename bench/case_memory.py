@@ -33,11 +33,16 @@ GOAL = 250 * MiB
 
 
 def _upload(ctx: Context, watch: Path, part_size_mib: int) -> tuple[Measured, Measured]:
+    """Each contender into a bucket of its own, emptied before the next: a
+    bucket is a SeaweedFS collection, deleted with its volumes, so the disk
+    holds one copy of the large file at a time."""
     s3 = ctx.servers.new_bucket(f"mem{part_size_mib}")
     config = write_config(ctx.case_dir(f"memory/s3-{part_size_mib}"), watch, {
         "s3": s3_dest(s3, "t/", part_concurrency=8, part_size=f"{part_size_mib}MiB")})
     ours = check(run_measured([TRIPLICATE, "--config", str(config), "run", "--once"], env=triplicate_env(s3)),
                  "triplicate run --once (large file to S3)")
+    ctx.servers.delete_bucket(s3)
+    s3 = ctx.servers.new_bucket(f"mem{part_size_mib}r")
     peer = check(run_measured([RCLONE, "copy", "--s3-upload-concurrency", "8", "--s3-chunk-size", f"{part_size_mib}M",
                                str(watch), f"bs3:{s3.bucket}/r/"], env=rclone_env(s3)), "rclone copy (large file)")
     ctx.servers.delete_bucket(s3)

@@ -59,9 +59,11 @@ def build_journal(path: Path, watch: Path, rows: int, pending: list[tuple[str, i
         db.execute("INSERT INTO copies (file_id, destination, state, updated_at, verified_at, attempts) "
                    "SELECT id, 'nearline', CASE WHEN xxh64 IS NULL THEN 'pending' ELSE 'verified' END, ?, "
                    "CASE WHEN xxh64 IS NULL THEN NULL ELSE ? END, 0 FROM files", (now, now))
-        # the history's generations exist already: neither the start nor a sweep writes them again
+        # the history's generations exist already, each offload looked at since its last copy: neither
+        # the start nor a sweep writes them again
         db.execute("INSERT INTO generations (offload_id, destination, number, filename, signature, created_at) "
                    "SELECT id, 'nearline', 1, name || '.mhl', '', ? FROM offloads WHERE name != ?", (now, PENDING))
+        db.execute("DELETE FROM generation_due")
     journal.close()
 
 

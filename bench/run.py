@@ -33,6 +33,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         "(4 GiB offload, 100,000 small files, ...); smoke: tiny, to try the bench itself")
     p.add_argument("--only", default="", help=f"comma-separated cases among {', '.join(CASES)}")
     p.add_argument("--small-files", type=int, help="files in case 4 (overrides the scale's count)")
+    p.add_argument("--memory-file-gib", type=float,
+                   help="size of case 5's large file in GiB (overrides the scale's; the issue names 20)")
     p.add_argument("--repeat", type=int, default=1, help="runs per contender in the big cases (best kept)")
     p.add_argument("--workdir", type=Path, default=REPO / "bench" / ".work", help="data sets and server folders")
     p.add_argument("--json", type=Path, default=REPO / "bench" / "results.json", help="machine-readable results")
@@ -63,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     scale = SCALES[args.scale]
     if args.small_files:
         scale = dataclasses.replace(scale, small_files=args.small_files)
+    if args.memory_file_gib:
+        scale = dataclasses.replace(scale, memory_file_bytes=int(args.memory_file_gib * 2**30))
     ctx = Context(args.workdir, scale, args.repeat, Servers())
     machine = describe(args.workdir)
     rows, skipped = [], {}

@@ -114,10 +114,10 @@ class Daemon:
             self.manifests.schedule(offload_id, destination)
 
     def _generations_cut_short(self) -> None:
-        """Offloads held whole by a destination without any ASC MHL generation
-        there: a stop between the last copy and its generation (a crash, a
-        power cut) is made good at the start, not at the first rescan."""
-        for offload_id, destination, watch, offload in self.journal.complete_without_generation():
+        """Offloads held whole by a destination that changed there since its
+        last look: a stop between the last copy and its generation (a crash,
+        a power cut) is made good at the start, not at the first rescan."""
+        for offload_id, destination, watch, offload in self.journal.generations_due():
             if destination in self.destinations:
                 self._generation_look(offload_id, destination, watch, offload)
 

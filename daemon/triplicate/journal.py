@@ -47,7 +47,7 @@ from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 from .errors import JournalError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 T = TypeVar("T")
 
@@ -58,10 +58,32 @@ GROUP_WINDOW = 0.025
 # (Journal._migrate): ctime_ns of each version (a rewrite that restores size and
 # mtime still moves the ctime), and moved_from (files.id of the version a
 # rename or move came from).
+GENERATION_DUE = """
+-- manifests.py: per offload and destination, a stamp moved by every change a generation there records
+-- (a copy verified, a file gone), kept until a look has seen that stamp: a stop between an offload's
+-- last copy and its generation is made good at the next start, whichever generation it was
+CREATE TABLE IF NOT EXISTS generation_due (
+    offload_id INTEGER NOT NULL,
+    destination TEXT NOT NULL,
+    stamp INTEGER NOT NULL,
+    PRIMARY KEY (offload_id, destination)
+) WITHOUT ROWID;
+"""
+
 MIGRATIONS = {
     2: (
         "ALTER TABLE files ADD COLUMN ctime_ns INTEGER",
         "ALTER TABLE files ADD COLUMN moved_from INTEGER REFERENCES files(id)",
+    ),
+    3: (
+        GENERATION_DUE,
+        # what an older journal can show of a stop before a generation: an offload complete at a
+        # destination that has never had one there (a later generation cut short is not seen)
+        "INSERT INTO generation_due (offload_id, destination, stamp) "
+        "SELECT f.offload_id, c.destination, 1 FROM files f JOIN copies c ON c.file_id = f.id "
+        "WHERE f.current = 1 GROUP BY f.offload_id, c.destination HAVING SUM(c.state != 'verified') = 0 "
+        "AND NOT EXISTS (SELECT 1 FROM generations g WHERE g.offload_id = f.offload_id "
+        "AND g.destination = c.destination)",
     ),
 }
 
@@ -78,7 +100,7 @@ def _stamp_trigger(name: str, event: str, table: str) -> str:
     return f"CREATE TRIGGER IF NOT EXISTS offload_changes_{name} AFTER {event} ON {table}\nBEGIN\n{bumps}END;\n"
 
 
-SCHEMA = """
+SCHEMA = GENERATION_DUE + """
 CREATE TABLE IF NOT EXISTS offloads (
     id INTEGER PRIMARY KEY,
     watch TEXT NOT NULL,
@@ -228,6 +250,26 @@ CREATE TABLE IF NOT EXISTS offload_changes (
     offload_id INTEGER PRIMARY KEY,
     changes INTEGER NOT NULL
 );
+CREATE TRIGGER IF NOT EXISTS generation_due_copy_insert AFTER INSERT ON copies WHEN new.state = 'verified'
+BEGIN
+    INSERT INTO generation_due (offload_id, destination, stamp)
+        SELECT offload_id, new.destination, 1 FROM files WHERE id = new.file_id AND current = 1
+        ON CONFLICT (offload_id, destination) DO UPDATE SET stamp = stamp + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS generation_due_copy_update AFTER UPDATE OF state, file_id ON copies
+    WHEN new.state = 'verified' AND (old.state IS NOT 'verified' OR old.file_id IS NOT new.file_id)
+BEGIN
+    INSERT INTO generation_due (offload_id, destination, stamp)
+        SELECT offload_id, new.destination, 1 FROM files WHERE id = new.file_id AND current = 1
+        ON CONFLICT (offload_id, destination) DO UPDATE SET stamp = stamp + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS generation_due_file_gone AFTER UPDATE OF current ON files
+    WHEN old.current = 1 AND new.current = 0
+BEGIN
+    INSERT INTO generation_due (offload_id, destination, stamp)
+        SELECT offload_id, destination, 1 FROM offload_verified WHERE offload_id = old.offload_id
+        ON CONFLICT (offload_id, destination) DO UPDATE SET stamp = stamp + 1;
+END;
 CREATE TRIGGER IF NOT EXISTS offload_changes_file_update AFTER UPDATE OF offload_id, relpath, current, xxh64 ON files
     WHEN old.offload_id IS NOT new.offload_id OR old.relpath IS NOT new.relpath OR old.current IS NOT new.current
         OR old.xxh64 IS NOT new.xxh64
@@ -766,19 +808,34 @@ class Journal:
         ).fetchone()
         return None if row is None else (row[0], row[1])
 
-    def complete_without_generation(self) -> list[tuple[int, str, str, str]]:
+    def generations_due(self) -> list[tuple[int, str, str, str]]:
         """(offload id, destination, watch, offload name) where every current
-        file is verified and no generation was ever recorded: from the counts
-        the triggers keep, without reading any file's row."""
+        file is verified and something changed since the last look there
+        (`generation_due`): from the counts the triggers keep, without
+        reading any file's row."""
         return [(r[0], r[1], r[2], r[3]) for r in self.db.execute(
-            "SELECT v.offload_id, v.destination, o.watch, o.name FROM offload_verified v "
-            "JOIN offload_files f ON f.offload_id = v.offload_id JOIN offloads o ON o.id = v.offload_id "
-            "WHERE f.files > 0 AND v.files = f.files AND NOT EXISTS ("
-            "SELECT 1 FROM generations g WHERE g.offload_id = v.offload_id AND g.destination = v.destination) "
-            # a loose file (no folder) never gets a history; a folder's first row shows it is one
-            "AND EXISTS (SELECT 1 FROM files WHERE offload_id = v.offload_id AND current = 1 AND relpath LIKE '%/%') "
-            "ORDER BY v.offload_id"
+            "SELECT d.offload_id, d.destination, o.watch, o.name FROM generation_due d "
+            "JOIN offload_files f ON f.offload_id = d.offload_id "
+            "JOIN offload_verified v ON v.offload_id = d.offload_id AND v.destination = d.destination "
+            "JOIN offloads o ON o.id = d.offload_id WHERE f.files > 0 AND v.files = f.files ORDER BY d.offload_id"
         )]
+
+    def generation_stamp(self, offload_id: int, destination: str) -> int | None:
+        """Taken before a look reads the offload; `generation_seen` with it
+        afterwards clears the mark only if nothing changed meanwhile."""
+        row = self.db.execute(
+            "SELECT stamp FROM generation_due WHERE offload_id = ? AND destination = ?", (offload_id, destination)
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def generation_seen(self, offload_id: int, destination: str, stamp: int | None) -> None:
+        if stamp is None:
+            return
+        with self._tx(grouped=True):
+            self.db.execute(
+                "DELETE FROM generation_due WHERE offload_id = ? AND destination = ? AND stamp = ?",
+                (offload_id, destination, stamp),
+            )
 
     def record_generation(self, offload_id: int, destination: str, number: int, filename: str, signature: str) -> None:
         with self._tx():

@@ -78,9 +78,11 @@ class ManifestWriter:
     async def _write(self, offload_id: int, destination: str) -> bool:
         watch, offload = self.journal.offload(offload_id)
         last = self.journal.last_generation(offload_id, destination)
+        stamp = self.journal.generation_stamp(offload_id, destination)
         found = await self.journal.read_apart(
             lambda view: _generation_files(view, offload_id, destination, offload, last and last[1]))
         if found is None:
+            self.journal.generation_seen(offload_id, destination, stamp)
             return False
         files, signature = found
         upstream = Path(watch) / offload / HISTORY_FOLDER
@@ -94,6 +96,7 @@ class ManifestWriter:
             dlog.error("mhl_generation_failed", error=str(exc))
             return False
         self.journal.record_generation(offload_id, destination, result.number, result.filename, signature)
+        self.journal.generation_seen(offload_id, destination, stamp)
         self.on_written(offload_id)
         self.written += 1
         dlog.info("mhl_generation_written", generation=result.number, manifest=result.filename, files=len(files))

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import xxhash
 
-from tests.harness import log_events, make_setup, stop, tree_files, wait_for, write_file
+from tests.harness import Setup, log_events, make_setup, stop, tree_files, wait_for, write_file
 from tests.mhl_tools import assert_ok, assert_valid, verify
 
 OLD = time.time() - 3600  # files that finished arriving an hour ago
@@ -286,36 +286,73 @@ def test_destinations_share_one_read_of_each_file(tmp_path: Path) -> None:
         assert sum(p.stat().st_size for p in (root / "C001").glob("*.mov")) == data
 
 
-def test_a_generation_cut_short_by_a_stop_is_written_at_the_next_start(tmp_path: Path) -> None:
-    """Every copy verified, then a stop before the offload's generation at one
-    destination (a crash, a power cut), a killed writer's temporary file left
-    in its ascmhl/: the restarted daemon writes that generation at once,
-    long before its first rescan, and removes the temporary file; the other
-    destination's history is not written again."""
-    import sqlite3
+def _history_blocked(setup: Setup, offload: str) -> Path:
+    """The offsite history folder of `offload` taken away and a plain file put
+    in its place: every copy lands there, its generation cannot (as when a
+    stop comes between the last copy and the generation). Returns where the
+    folder went."""
+    history = setup.destinations["offsite"] / offload / "ascmhl"
+    aside = history.with_name("ascmhl.aside")
+    if history.is_dir():
+        history.rename(aside)
+    history.parent.mkdir(parents=True, exist_ok=True)
+    history.write_bytes(b"not a folder")
+    return aside
 
-    setup = make_setup(tmp_path)
-    for i in range(3):
-        write_file(setup.watch / f"A001_CARD/CLIPS/A001C00{i}.mov", os.urandom(50_000 + i), mtime=OLD)
-    assert setup.run_once().returncode == 0
-    journal = setup.root / "state/journal.db"
-    with sqlite3.connect(journal) as db:
-        db.execute("DELETE FROM generations WHERE destination = 'offsite'")
-    db.close()
-    history = setup.destinations["offsite"] / "A001_CARD/ascmhl"
-    shutil.rmtree(history)
-    history.mkdir()
-    stale = history / ".0001_A001_CARD_2026-01-01_000000Z.mhl.triplicate-99999-0badf00d-1.tmp"
+
+def _offsite_generation_at_start(setup: Setup, offload: str, aside: Path, generation: int) -> list[dict]:
+    """The folder back (with a killed writer's temporary file in it) and the
+    daemon started: the generation is written at once, long before the first
+    rescan (300 s by default). Returns the generations written."""
+    history = setup.destinations["offsite"] / offload / "ascmhl"
+    history.unlink()
+    if aside.is_dir():
+        aside.rename(history)
+    else:
+        history.mkdir()
+    stale = history / f".{generation:04d}_{offload}_2026-01-01_000000Z.mhl.triplicate-99999-0badf00d-1.tmp"
     stale.write_bytes(b"<half a manifest")
-    nearline_before = sorted(p.name for p in (setup.destinations["nearline"] / "A001_CARD/ascmhl").iterdir())
-
-    proc = setup.start()  # rescan_seconds is 300 by default: only the start can do it
+    proc = setup.start()
     try:
-        wait_for(lambda: any(p.suffix == ".mhl" for p in history.iterdir()), 30, "the offsite generation")
+        wait_for(lambda: any(p.name.startswith(f"{generation:04d}_") and p.suffix == ".mhl" for p in history.iterdir()),
+                 30, f"the offsite generation {generation}")
         wait_for(lambda: not stale.exists(), 10, "the stale temporary file removed")
     finally:
         output = stop(proc)
-    written = [e for e in log_events(output) if e["event"] == "mhl_generation_written"]
+    assert_mhl_history_valid(setup.destinations["offsite"] / offload)
+    return [e for e in log_events(output) if e["event"] == "mhl_generation_written"]
+
+
+def test_a_generation_cut_short_by_a_stop_is_written_at_the_next_start(tmp_path: Path) -> None:
+    """Every copy verified, the offload's first generation at one destination
+    not written: the restarted daemon writes it at once and removes a killed
+    writer's temporary file; the other destination's history is left alone."""
+    setup = make_setup(tmp_path)
+    aside = _history_blocked(setup, "A001_CARD")
+    for i in range(3):
+        write_file(setup.watch / f"A001_CARD/CLIPS/A001C00{i}.mov", os.urandom(50_000 + i), mtime=OLD)
+    setup.run_once()
+    assert (setup.destinations["offsite"] / "A001_CARD/CLIPS/A001C002.mov").is_file()
+    nearline_before = sorted(p.name for p in (setup.destinations["nearline"] / "A001_CARD/ascmhl").iterdir())
+
+    written = _offsite_generation_at_start(setup, "A001_CARD", aside, 1)
     assert [e["destination"] for e in written] == ["offsite"], written
     assert sorted(p.name for p in (setup.destinations["nearline"] / "A001_CARD/ascmhl").iterdir()) == nearline_before
-    assert_mhl_history_valid(setup.destinations["offsite"] / "A001_CARD")
+
+
+def test_a_later_generation_cut_short_by_a_stop_is_written_at_the_next_start(tmp_path: Path) -> None:
+    """A file added to an offload after its first generation, copied
+    everywhere, and its second generation at one destination not written: the
+    next start writes generation 2 there (not at the first rescan), and
+    nothing at the destination whose history is whole."""
+    setup = make_setup(tmp_path)
+    write_file(setup.watch / "A001_CARD/CLIPS/A001C000.mov", os.urandom(50_000), mtime=OLD)
+    assert setup.run_once().returncode == 0
+    aside = _history_blocked(setup, "A001_CARD")
+    write_file(setup.watch / "A001_CARD/CLIPS/A001C001.mov", os.urandom(60_000), mtime=OLD)
+    setup.run_once()
+    assert (setup.destinations["offsite"] / "A001_CARD/CLIPS/A001C001.mov").is_file()
+    assert len(list((setup.destinations["nearline"] / "A001_CARD/ascmhl").glob("0002_*.mhl"))) == 1
+
+    written = _offsite_generation_at_start(setup, "A001_CARD", aside, 2)
+    assert [(e["destination"], e["generation"]) for e in written] == [("offsite", 2)], written

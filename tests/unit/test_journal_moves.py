@@ -112,6 +112,9 @@ def _version_1_journal(path: Path) -> None:
     path.parent.mkdir(parents=True)
     db = sqlite3.connect(path, isolation_level=None)
     db.executescript(schema)
+    for trigger in ("generation_due_copy_insert", "generation_due_copy_update", "generation_due_file_gone"):
+        db.execute(f"DROP TRIGGER {trigger}")  # version 3's
+    db.execute("DROP TABLE generation_due")
     db.execute("INSERT INTO offloads (id, watch, name, first_seen) VALUES (1, '/watch', 'A001', 0)")
     db.execute("INSERT INTO files (id, offload_id, relpath, disk_path, size, mtime_ns, xxh64, first_seen) "
                "VALUES (1, 1, 'A001/a.mov', 'A001/a.mov', 10, 1, ?, 0)", (H,))
@@ -125,7 +128,9 @@ def test_a_version_1_journal_is_migrated_in_place(tmp_path: Path) -> None:
     _version_1_journal(path)
     j = Journal(path)
     try:
-        assert j.db.execute("PRAGMA user_version").fetchone()[0] == journal_module.SCHEMA_VERSION == 2
+        assert j.db.execute("PRAGMA user_version").fetchone()[0] == journal_module.SCHEMA_VERSION == 3
+        # complete at nearline, no generation there yet: the start writes it
+        assert j.generations_due() == [(1, "nearline", "/watch", "A001")]
         columns = {r[1] for r in j.db.execute("PRAGMA table_info(files)")}
         assert {"ctime_ns", "moved_from"} <= columns
         assert dict(KnownVersions(path, "/watch")) == {"A001/a.mov": (10, 1)}
@@ -137,7 +142,7 @@ def test_a_version_1_journal_is_migrated_in_place(tmp_path: Path) -> None:
     finally:
         j.close()
     again = Journal(path)  # a second open finds it in order
-    assert again.db.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert again.db.execute("PRAGMA user_version").fetchone()[0] == 3
     again.close()
 
 
