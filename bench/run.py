@@ -4,6 +4,7 @@ write the JSON beside it (bench/results.json unless --json says otherwise)."""
 from __future__ import annotations
 
 import argparse
+import compileall
 import dataclasses
 import importlib
 import os
@@ -55,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: unknown case(s) {', '.join(unknown)}; choose among {', '.join(CASES)}", file=sys.stderr)
         return 2
     args.workdir.mkdir(parents=True, exist_ok=True)
+    # measured as installed: a wheel's install compiles the package's bytecode, while an editable
+    # checkout under PYTHONDONTWRITEBYTECODE would compile every module again in each process it starts
+    compileall.compile_dir(str(REPO / "daemon" / "triplicate"), quiet=1)
     os.environ.setdefault("TRIPLICATE_SERVERS_DIR", str(args.workdir / "servers"))
     # imported after TRIPLICATE_SERVERS_DIR is set: tests/servers.py reads it
     from bench.context import SCALES, CaseUnavailable, Context
