@@ -110,3 +110,24 @@ def test_missing_source_is_unreadable(tmp_path: Path) -> None:
     path.unlink()
     with pytest.raises(SourceUnreadable, match="disappeared"):
         SourceReader(src).open()
+
+
+@pytest.mark.parametrize("size", [1, 4095, 4096, 1 << 20, (8 << 20) + 3])
+def test_read_buffers_start_on_a_page_boundary_and_take_the_kernels_bytes(tmp_path: Path, size: int) -> None:
+    import ctypes
+
+    from triplicate.hashing import PAGE, read_buffer
+
+    view = read_buffer(size)
+    assert len(view) == size and not view.readonly
+    if size >= PAGE:  # where a bare bytearray starts 16 bytes past one
+        assert ctypes.addressof(ctypes.c_char.from_buffer(view)) % PAGE == 0
+    data = os.urandom(size)
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert os.preadv(fd, [view], 0) == size
+    finally:
+        os.close(fd)
+    assert view.tobytes() == data
