@@ -54,10 +54,6 @@ T = TypeVar("T")
 # The longest a grouped write waits for its commit (see `Journal.group_commits`).
 GROUP_WINDOW = 0.025
 
-# Columns added after version 1, with how an older journal gains them
-# (Journal._migrate): ctime_ns of each version (a rewrite that restores size and
-# mtime still moves the ctime), and moved_from (files.id of the version a
-# rename or move came from).
 GENERATION_DUE = """
 -- manifests.py: per offload and destination, a stamp moved by every change a generation there records
 -- (a copy verified, a file gone), kept until a look has seen that stamp: a stop between an offload's
@@ -70,6 +66,17 @@ CREATE TABLE IF NOT EXISTS generation_due (
 ) WITHOUT ROWID;
 """
 
+# a copy verified moves the stamp of its offload at its destination (inserted or updated)
+_DUE_FOR_NEW_COPY = """\
+    INSERT INTO generation_due (offload_id, destination, stamp)
+        SELECT offload_id, new.destination, 1 FROM files WHERE id = new.file_id AND current = 1
+        ON CONFLICT (offload_id, destination) DO UPDATE SET stamp = stamp + 1;
+"""
+
+# Columns added after version 1, with how an older journal gains them
+# (Journal._migrate): ctime_ns of each version (a rewrite that restores size and
+# mtime still moves the ctime), and moved_from (files.id of the version a
+# rename or move came from); then the generation_due table (above).
 MIGRATIONS = {
     2: (
         "ALTER TABLE files ADD COLUMN ctime_ns INTEGER",
@@ -252,17 +259,11 @@ CREATE TABLE IF NOT EXISTS offload_changes (
 );
 CREATE TRIGGER IF NOT EXISTS generation_due_copy_insert AFTER INSERT ON copies WHEN new.state = 'verified'
 BEGIN
-    INSERT INTO generation_due (offload_id, destination, stamp)
-        SELECT offload_id, new.destination, 1 FROM files WHERE id = new.file_id AND current = 1
-        ON CONFLICT (offload_id, destination) DO UPDATE SET stamp = stamp + 1;
-END;
+""" + _DUE_FOR_NEW_COPY + """END;
 CREATE TRIGGER IF NOT EXISTS generation_due_copy_update AFTER UPDATE OF state, file_id ON copies
     WHEN new.state = 'verified' AND (old.state IS NOT 'verified' OR old.file_id IS NOT new.file_id)
 BEGIN
-    INSERT INTO generation_due (offload_id, destination, stamp)
-        SELECT offload_id, new.destination, 1 FROM files WHERE id = new.file_id AND current = 1
-        ON CONFLICT (offload_id, destination) DO UPDATE SET stamp = stamp + 1;
-END;
+""" + _DUE_FOR_NEW_COPY + """END;
 CREATE TRIGGER IF NOT EXISTS generation_due_file_gone AFTER UPDATE OF current ON files
     WHEN old.current = 1 AND new.current = 0
 BEGIN
