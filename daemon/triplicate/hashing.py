@@ -11,7 +11,7 @@ import hashlib
 import mmap
 import os
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Callable, Protocol, Sequence
 
 import xxhash
 
@@ -85,19 +85,27 @@ def hash_fd(fd: int, algorithm: str = "xxh64", block_size: int = HASH_BLOCK_SIZE
             offset: int | None = None) -> tuple[str, int]:
     """Hash everything readable from `fd` from its current offset, or from
     `offset` without moving it; returns (hex, bytes)."""
+    digest = new_digest(algorithm)
+    total = feed_fd(fd, (digest,), block_size, offset)
+    return digest.hexdigest(), total
+
+
+def feed_fd(fd: int, digests: Sequence[Digest], block_size: int = HASH_BLOCK_SIZE,
+            offset: int | None = None) -> int:
+    """Feed everything readable from `fd` (from its current offset, or from
+    `offset` without moving it) to every digest in one pass; returns the bytes read."""
     if offset is not None and not hasattr(os, "preadv"):  # macOS before 11: from `offset`, moving it
         os.lseek(fd, offset, os.SEEK_SET)
         offset = None
-    digest = new_digest(algorithm)
     view = read_buffer(block_size)
     total = 0
     while True:
         n = os.readv(fd, [view]) if offset is None else os.preadv(fd, [view], offset + total)
         if n == 0:
-            break
-        digest.update(view[:n])
+            return total
+        for digest in digests:
+            digest.update(view[:n])
         total += n
-    return digest.hexdigest(), total
 
 
 def hash_file(path: Path | str, algorithm: str = "xxh64", uncached: bool = False,

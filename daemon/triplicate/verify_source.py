@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import mhl
-from .hashing import BLOCK_SIZE, Digest, advise_sequential, new_digest, read_buffer
+from .hashing import Digest, advise_sequential, feed_fd, new_digest
 from .upstream import Reference
 
 FASTEST_FIRST = ("xxh3", "xxh128", "xxh64", "sha1", "md5", "c4")
@@ -90,13 +90,7 @@ def _hash(path: Path, size: int, mtime_ns: int, algorithm: str) -> dict[str, Dig
     try:
         _same_version(fd, size, mtime_ns)
         advise_sequential(fd)
-        view = read_buffer(BLOCK_SIZE)
-        total = 0
-        while n := os.readv(fd, [view]):
-            for digest in digests.values():
-                digest.update(view[:n])
-            total += n
-        if total != size:
+        if feed_fd(fd, list(digests.values())) != size:
             raise _Changed()
         _same_version(fd, size, mtime_ns)
     finally:
