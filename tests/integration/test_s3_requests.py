@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import xxhash
+from triplicate.destinations import s3_parts
 from triplicate.destinations.base import NoResume, SourceFile
 from triplicate.destinations.s3 import S3Destination
 from triplicate.errors import PermanentError
@@ -146,6 +147,24 @@ async def test_parts_in_flight_reuse_their_buffers(server, bucket, monkeypatch, 
     assert all(isinstance(b, bytearray) and len(b) == PART for b in buffers)
     assert receipt.bytes_sent == len(data)
     assert client(server).get_object(Bucket=bucket, Key="A001/seven.mov")["Body"].read() == data
+
+
+async def test_grown_parts_fly_fewer_at_once(server, bucket, monkeypatch, tmp_path) -> None:
+    """Past S3's part count the parts grow; the buffers in flight must not grow
+    with them: 4 x 5 MiB configured, 8 MiB parts, so two at once."""
+    monkeypatch.setattr(s3_parts, "MAX_PARTS", 4)  # stands for 10,000 without a 49 GiB file
+    dest = await opened(server, bucket, monkeypatch, part_concurrency=4)
+    calls = Calls(dest)
+    data = os.urandom(6 * PART + 1)
+    try:
+        receipt = await dest.put(source(tmp_path, "A001/grown.mov", data), NoResume())
+    finally:
+        await dest.close()
+    buffers = {id(body.view.obj): body.view.obj for body in calls.bodies}.values()
+    assert len(calls.bodies) == 4 and len(buffers) == 2
+    assert all(len(b) == 8 * 2**20 for b in buffers) and 4 * PART >= 2 * 8 * 2**20
+    assert receipt.bytes_sent == len(data)
+    assert client(server).get_object(Bucket=bucket, Key="A001/grown.mov")["Body"].read() == data
 
 
 async def test_uploads_left_behind_are_aborted_without_listing_each_time(server, bucket, monkeypatch, tmp_path) -> None:

@@ -19,7 +19,7 @@ from triplicate.config import load_config
 from triplicate.destinations.s3 import S3Config
 from triplicate.destinations.s3_checksums import Checksum
 from triplicate.destinations.s3_errors import Where, classify_answer
-from triplicate.destinations.s3_parts import MAX_PART, MAX_PARTS, MIN_PART, plan_parts
+from triplicate.destinations.s3_parts import MAX_PART, MAX_PARTS, MIN_PART, parts_in_flight, plan_parts
 from triplicate.errors import ConfigError, PermanentError, TransientError
 
 MiB, GiB, TiB = 1024**2, 1024**3, 1024**4
@@ -84,6 +84,20 @@ def test_default_parts_in_flight_fit_the_memory_budget() -> None:
     assert default.part_concurrency * plan_parts(20 * GiB, default.part_size).part_size <= 64 * MiB
     assert plan_parts(8 * MiB * MAX_PARTS, default.part_size).part_size == 8 * MiB
     assert plan_parts(8 * MiB * MAX_PARTS + 1, default.part_size).part_size == 9 * MiB
+
+
+@pytest.mark.parametrize(("size", "in_flight", "part_mib"), [
+    (20 * GiB, 8, 8), (8 * MiB * MAX_PARTS, 8, 8), (8 * MiB * MAX_PARTS + 1, 7, 9),
+    (200 * GiB, 3, 21), (5 * TiB, 1, 525),
+])
+def test_grown_parts_fly_fewer_at_once(size: int, in_flight: int, part_mib: int) -> None:
+    """The default 8 x 8 MiB budget holds whatever the file's size, until a
+    single part is larger than it (beyond 625 GiB)."""
+    default = s3()
+    plan = plan_parts(size, default.part_size)
+    assert (parts_in_flight(plan, default.part_size, default.part_concurrency), plan.part_size) == (in_flight, part_mib * MiB)
+    if plan.part_size <= 64 * MiB:
+        assert in_flight * plan.part_size <= 64 * MiB
 
 
 @pytest.mark.parametrize("bad", [{"part_size": "4MiB"}, {"part_size": "6GiB"}, {"checksum": "crc64"},

@@ -101,7 +101,7 @@ class S3Config(DestinationConfig):
     part_concurrency: int = Field(
         default=8, ge=1, le=32,
         description="Parts of one file in flight at once, each in a buffer of part_size: a file being sent holds "
-        "part_concurrency x part_size of memory (64 MiB by default), whatever its size.",
+        "part_concurrency x part_size of memory (64 MiB by default), whatever its size (when parts grow, fewer fly).",
     )
     checksum: Literal["crc32c", "sha256", "md5", "none"] = Field(
         default="crc32c",
@@ -157,7 +157,7 @@ class S3Destination:
         self._api = S3Api(config, Where.of(config), self.log)
         self._stored = StoredCheck(self._api, self.checksum)
         self._saved = SavedUploads(self._api, self._stored)
-        self._multipart = MultipartSender(self._saved, config.part_concurrency)
+        self._multipart = MultipartSender(self._saved, config.part_size, config.part_concurrency)
         self._listings = FolderListings(self._api)
 
     def _full(self, key: str) -> str:

@@ -5,7 +5,8 @@ when one part fails, never resumes and does not grow the part size. Up to
 `part_concurrency` parts per file are in flight, each read into one of
 `part_concurrency` buffers of the part size that are reused from part to part
 and sent without a copy (s3_requests.py): memory is about part_concurrency x
-part_size per file, whatever its size.
+part_size per file, whatever its size (fewer parts fly when they grow:
+s3_parts.parts_in_flight).
 
 The xxh64 metadata of a multipart upload
     S3 takes metadata only when the upload is created, before a byte has been
@@ -35,7 +36,7 @@ from ..source import SourceReader
 from .base import Receipt, ResumeState, SourceFile
 from .s3_checksums import b64
 from .s3_errors import Missing
-from .s3_parts import PartPlan
+from .s3_parts import PartPlan, parts_in_flight
 from .s3_requests import Meter
 from .s3_resume import SavedUploads, Upload
 from .s3_source import fill, hash_source, with_reader
@@ -44,11 +45,12 @@ from .s3_source import fill, hash_source, with_reader
 class MultipartSender:
     """Sends one file as a multipart upload, new or resumed, and checks the result."""
 
-    def __init__(self, saved: SavedUploads, part_concurrency: int) -> None:
+    def __init__(self, saved: SavedUploads, part_size: int, part_concurrency: int) -> None:
         self.saved = saved
         self.api = saved.api
         self.stored = saved.stored
         self.checksum = saved.stored.checksum
+        self.part_size = part_size  # as configured; a plan's parts may be larger
         self.part_concurrency = part_concurrency
 
     async def put(
@@ -57,7 +59,8 @@ class MultipartSender:
         if upload is None:
             upload = await self._create(src, full, plan, resume)
         self.api.log.info("s3_upload", key=src.key, size=src.size, parts=plan.count, part_size=plan.part_size,
-                          parts_at_server=len(upload.parts))
+                          parts_at_server=len(upload.parts),
+                          in_flight=parts_in_flight(plan, self.part_size, self.part_concurrency))
         try:
             await self._send_parts(upload, resume, meter)
         except SourceChanged:
@@ -89,7 +92,7 @@ class MultipartSender:
 
     async def _send_parts(self, upload: Upload, resume: ResumeState, meter: Meter) -> None:
         hashed = dataclasses.replace(upload.src, xxh64=upload.xxh64)  # the read must hash to the metadata
-        pool = _PartPool(self.part_concurrency, upload.plan.part_size)
+        pool = _PartPool(parts_in_flight(upload.plan, self.part_size, self.part_concurrency), upload.plan.part_size)
         with SourceReader(hashed) as reader:
             try:
                 for number in range(1, upload.plan.count + 1):
