@@ -19,7 +19,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from tests.conformance.cases.azure import WRONG_KEY, fresh_container, staged_leftovers
 from triplicate.config import describe_errors
-from triplicate.destinations import registry
+from triplicate.destinations import azure, registry
 from triplicate.destinations.azure import MAX_BLOCKS, MiB, AzureConfig, AzureDestination, plan_blocks
 from triplicate.destinations.base import NoResume, SourceFile
 from triplicate.errors import PermanentError, SourceChanged, VerificationFailed
@@ -183,6 +183,33 @@ def test_block_size_grows_so_no_blob_needs_more_than_50000_blocks() -> None:
     assert plan.block_size * plan.count >= 5 * tb
     with pytest.raises(PermanentError):
         plan_blocks(MAX_BLOCKS * 4000 * MiB + 1, 16 * MiB)
+
+
+async def test_grown_blocks_fly_fewer_at_once(container, tmp_path: Path, monkeypatch) -> None:
+    """Past 50,000 blocks they grow; the blocks in flight must not grow with
+    them: 4 x 1 MiB configured, 2 MiB blocks, so at most two at once."""
+    monkeypatch.setattr(azure, "MAX_BLOCKS", 4)  # stands for 50,000 without a 49 GiB file
+    data = os.urandom(6 * MiB + 1)
+    sizes: list[int] = []
+    flying = peak = 0
+    async with opened(make_config(container, block_concurrency=4)) as dest:
+        stage = dest._stage
+
+        async def counted(blob: Any, state: Any, index: int, block: bytes, *rest: Any) -> int:
+            nonlocal flying, peak
+            flying += 1
+            peak = max(peak, flying)
+            sizes.append(len(block))
+            try:
+                return await stage(blob, state, index, block, *rest)
+            finally:
+                flying -= 1
+
+        monkeypatch.setattr(dest, "_stage", counted)
+        receipt = await dest.put(source(tmp_path, "A001/grown.mov", data), NoResume())
+    assert sizes == [2 * MiB] * 3 + [1] and 1 <= peak <= 2
+    assert receipt.xxh64 == xxh64_bytes(data)
+    assert container.download_blob("A001/grown.mov").readall() == data
 
 
 # ---- tiers and metadata -------------------------------------------------------------

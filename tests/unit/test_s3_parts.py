@@ -16,10 +16,11 @@ import pytest
 from pydantic import ValidationError
 
 from triplicate.config import load_config
+from triplicate.destinations.base import pieces_in_flight
 from triplicate.destinations.s3 import S3Config
 from triplicate.destinations.s3_checksums import Checksum
 from triplicate.destinations.s3_errors import Where, classify_answer
-from triplicate.destinations.s3_parts import MAX_PART, MAX_PARTS, MIN_PART, parts_in_flight, plan_parts
+from triplicate.destinations.s3_parts import MAX_PART, MAX_PARTS, MIN_PART, plan_parts
 from triplicate.errors import ConfigError, PermanentError, TransientError
 
 MiB, GiB, TiB = 1024**2, 1024**3, 1024**4
@@ -95,7 +96,7 @@ def test_grown_parts_fly_fewer_at_once(size: int, in_flight: int, part_mib: int)
     single part is larger than it (beyond 625 GiB)."""
     default = s3()
     plan = plan_parts(size, default.part_size)
-    assert (parts_in_flight(plan, default.part_size, default.part_concurrency), plan.part_size) == (in_flight, part_mib * MiB)
+    assert (pieces_in_flight(plan.part_size, default.part_size, default.part_concurrency), plan.part_size) == (in_flight, part_mib * MiB)
     if plan.part_size <= 64 * MiB:
         assert in_flight * plan.part_size <= 64 * MiB
 

@@ -11,7 +11,8 @@ or the complete new one, never a half blob. The commit also sets the metadata
 `xxh64` (ASC MHL hex of the source) and `mtime` (the source's mtime in
 nanoseconds since the epoch, decimal), the whole-blob Content-MD5, and the
 access tier. `block_size` grows for a big file so that no blob needs more than
-Azure's 50,000 blocks.
+Azure's 50,000 blocks (past 781 GiB at 16 MiB), and then fewer blocks fly at
+once (base.pieces_in_flight), so memory stays what the configuration allows.
 
 Why a copy counts as checked without reading it back
 ----------------------------------------------------
@@ -103,6 +104,7 @@ from .base import (
     ResumeState,
     SourceFile,
     check_key,
+    pieces_in_flight,
 )
 
 if TYPE_CHECKING:  # the SDK takes ~0.4 s to import: only when a destination connects
@@ -153,7 +155,8 @@ class AzureConfig(DestinationConfig):
     )
     block_concurrency: int = Field(
         default=4, ge=1, le=32,
-        description="Blocks in flight per file (memory: about (this + 1) x block_size per file).",
+        description="Blocks in flight per file (memory: about (this + 1) x block_size per file; fewer fly when a "
+        "big file's blocks grow).",
     )
     media: str = "cloud"
     offsite: bool = True
@@ -392,7 +395,7 @@ class AzureDestination:
     ) -> tuple[int, str, bytes, list[tuple[str, int]]]:
         state = await self._resume_state(blob, src, plan, resume)
         whole = hashlib.md5()
-        window = _Window(self.config.block_concurrency)
+        window = _Window(pieces_in_flight(plan.block_size, self.config.block_size, self.config.block_concurrency))
         with SourceReader(src, plan.block_size) as reader:
             try:
                 for index in range(plan.count):

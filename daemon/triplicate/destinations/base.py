@@ -213,3 +213,12 @@ def check_key(key: str) -> str:
     if any(p in ("", ".", "..") for p in parts):
         raise CopyRefused(f"refusing key {key!r}: empty, '.' or '..' segments could escape the destination root")
     return key
+
+
+def pieces_in_flight(piece_size: int, configured_size: int, concurrency: int) -> int:
+    """How many pieces (S3 parts, Azure blocks) of `piece_size` one file sends
+    at once, each from its own buffer: `concurrency`, or, once a big file's
+    pieces have grown past `configured_size`, as many as fit in concurrency x
+    configured_size, and at least one. Memory then stays what the configuration
+    allows whatever the file's size, and so do the bytes on the link."""
+    return max(1, min(concurrency, concurrency * configured_size // piece_size))

@@ -6,7 +6,7 @@ when one part fails, never resumes and does not grow the part size. Up to
 `part_concurrency` buffers of the part size that are reused from part to part
 and sent without a copy (s3_requests.py): memory is about part_concurrency x
 part_size per file, whatever its size (fewer parts fly when they grow:
-s3_parts.parts_in_flight).
+base.pieces_in_flight).
 
 The xxh64 metadata of a multipart upload
     S3 takes metadata only when the upload is created, before a byte has been
@@ -33,10 +33,10 @@ from typing import Any
 
 from ..errors import SourceChanged, TransientError, VerificationFailed
 from ..source import SourceReader
-from .base import Receipt, ResumeState, SourceFile
+from .base import Receipt, ResumeState, SourceFile, pieces_in_flight
 from .s3_checksums import b64
 from .s3_errors import Missing
-from .s3_parts import PartPlan, parts_in_flight
+from .s3_parts import PartPlan
 from .s3_requests import Meter
 from .s3_resume import SavedUploads, Upload
 from .s3_source import fill, hash_source, with_reader
@@ -60,7 +60,7 @@ class MultipartSender:
             upload = await self._create(src, full, plan, resume)
         self.api.log.info("s3_upload", key=src.key, size=src.size, parts=plan.count, part_size=plan.part_size,
                           parts_at_server=len(upload.parts),
-                          in_flight=parts_in_flight(plan, self.part_size, self.part_concurrency))
+                          in_flight=self._in_flight(plan))
         try:
             await self._send_parts(upload, resume, meter)
         except SourceChanged:
@@ -75,6 +75,9 @@ class MultipartSender:
             resume.clear()
             raise
         return Receipt(key=src.key, size=src.size, xxh64=upload.xxh64, bytes_sent=meter.total, evidence=evidence)
+
+    def _in_flight(self, plan: PartPlan) -> int:
+        return pieces_in_flight(plan.part_size, self.part_size, self.part_concurrency)
 
     async def _create(self, src: SourceFile, full: str, plan: PartPlan, resume: ResumeState) -> Upload:
         xxh64 = src.xxh64
@@ -92,7 +95,7 @@ class MultipartSender:
 
     async def _send_parts(self, upload: Upload, resume: ResumeState, meter: Meter) -> None:
         hashed = dataclasses.replace(upload.src, xxh64=upload.xxh64)  # the read must hash to the metadata
-        pool = _PartPool(parts_in_flight(upload.plan, self.part_size, self.part_concurrency), upload.plan.part_size)
+        pool = _PartPool(self._in_flight(upload.plan), upload.plan.part_size)
         with SourceReader(hashed) as reader:
             try:
                 for number in range(1, upload.plan.count + 1):

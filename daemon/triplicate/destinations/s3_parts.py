@@ -6,10 +6,8 @@ to that range and grown in MiB steps so that no upload needs more than 10,000
 parts: 5 TiB, S3's largest object, takes 525 MiB parts.
 
 A file in flight holds one buffer per part being sent. When its parts grow past
-the configured size, fewer of them go at once (`parts_in_flight`), so the
-buffers never hold more than the configuration allows (64 MiB by default):
-memory stays flat whatever the file's size, and the bytes in flight, which
-are what fills a long link, stay the same.
+the configured size, fewer of them go at once (base.pieces_in_flight): a 200
+GiB file at 8 MiB x 8 takes 21 MiB parts, 3 at once.
 """
 
 from __future__ import annotations
@@ -55,10 +53,3 @@ def plan_parts(size: int, part_size: int) -> PartPlan:
     if math.ceil(size / part) > MAX_PARTS:
         part = math.ceil(math.ceil(size / MAX_PARTS) / MiB) * MiB
     return PartPlan(size=size, part_size=part, count=max(1, math.ceil(size / part)))
-
-
-def parts_in_flight(plan: PartPlan, part_size: int, part_concurrency: int) -> int:
-    """How many of `plan`'s parts to send at once: `part_concurrency`, or as
-    many as fit in part_concurrency x `part_size` once the parts have grown
-    (a 200 GiB file at 8 MiB x 8: 21 MiB parts, 3 at once), and at least one."""
-    return max(1, min(part_concurrency, part_concurrency * part_size // plan.part_size))
