@@ -52,7 +52,7 @@ def _load(args: argparse.Namespace) -> Config:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .journal import IntegrityCheck
+    from .journal_file import IntegrityCheck
     from .libc import limit_arenas
 
     limit_arenas()  # before any thread starts
@@ -339,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _journal_trouble(args: argparse.Namespace, exc: sqlite3.DatabaseError) -> str:
-    from .journal import damaged
+    from .journal_file import damaged
 
     path = _load(args).daemon.journal_path()
     if "full" in str(exc):

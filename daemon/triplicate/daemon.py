@@ -19,7 +19,8 @@ from .bandwidth import Throttle, limit_at
 from .config import Config, WatchConfig, token_problem
 from .destinations import registry
 from .destinations.base import Destination
-from .journal import CopyJob, IntegrityCheck, Journal, SeenFile
+from .journal import CopyJob, Journal, SeenFile
+from .journal_file import IntegrityCheck
 from .known import KnownVersions
 from .logs import log_loop_errors
 from .manifests import ManifestWriter

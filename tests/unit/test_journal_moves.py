@@ -5,7 +5,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from triplicate import journal as journal_module
+from triplicate import journal_schema
 from triplicate.journal import Journal, SeenFile
 from triplicate.known import KnownVersions
 
@@ -104,7 +104,7 @@ CREATE TABLE files (
 
 def _version_1_journal(path: Path) -> None:
     """A journal as version 1 wrote it, holding one verified copy."""
-    schema = journal_module.SCHEMA
+    schema = journal_schema.SCHEMA
     start = schema.index("CREATE TABLE IF NOT EXISTS files (")
     end = schema.index(");", start) + 2
     schema = schema[:start] + V1_FILES + schema[end:]
@@ -128,7 +128,7 @@ def test_a_version_1_journal_is_migrated_in_place(tmp_path: Path) -> None:
     _version_1_journal(path)
     j = Journal(path)
     try:
-        assert j.db.execute("PRAGMA user_version").fetchone()[0] == journal_module.SCHEMA_VERSION == 3
+        assert j.db.execute("PRAGMA user_version").fetchone()[0] == journal_schema.SCHEMA_VERSION == 3
         # complete at nearline, no generation there yet: the start writes it
         assert j.generations_due() == [(1, "nearline", "/watch", "A001")]
         columns = {r[1] for r in j.db.execute("PRAGMA table_info(files)")}
