@@ -32,7 +32,7 @@ so the final name never holds a torn or unverified file.
   SFTP has no user metadata, so stat() reports no xxh64; an existing copy counts
   as identical only after it is hashed (as a copy is checked).
 - Stale temp files (a killed process's): each folder is listed once per run;
-  temp files of this run's failed attempts are known by name (`_Temps`). The
+  temp files of this run's failed attempts are known by name (`TempNames`). The
   same listing says the folder exists and which final names were there, so a
   put into a listed folder looks up neither (a frame sequence: two round
   trips per file otherwise).
@@ -64,12 +64,10 @@ import re
 import shlex
 import time
 from collections import deque
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterator, Literal, TypeVar
+from typing import TYPE_CHECKING, Awaitable, Callable, Literal, TypeVar
 
 import structlog
 from pydantic import Field, field_validator, model_validator
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
 
 from ..errors import PermanentError, TransientError, TriplicateError, VerificationFailed
 from ..fields import ByteSize, ConfigPath
@@ -86,6 +84,21 @@ from .base import (
     check_key,
 )
 from .sftp_costs import VerifyCosts
+from .sftp_login import Login
+from .sftp_session import (
+    Missing,
+    Pool,
+    RemoteFile,
+    Session,
+    asyncssh_module,
+    is_connection_error,
+    is_missing,
+    replace_without_posix_rename,
+    retrying,
+    run_command,
+    top_up,
+)
+from .sftp_temps import TMP_MARK, TempNames
 
 if TYPE_CHECKING:  # asyncssh takes ~0.3 s to import: only when a destination connects
     import asyncssh
@@ -93,26 +106,13 @@ if TYPE_CHECKING:  # asyncssh takes ~0.3 s to import: only when a destination co
 log = structlog.get_logger("triplicate.sftp")
 
 T = TypeVar("T")
-TMP_MARK = ".triplicate-"
 MiB = 1024 * 1024
-KEEPALIVE_INTERVAL = 15.0  # with 3 unanswered keepalives, a silent link is declared dead after ~45 s
-TRIES = 4  # per request; the scheduler retries the whole put later with backoff
 # Commands that print a file's xxh64 as big-endian hex (as ASC MHL writes it), tried in this order.
 REMOTE_HASHERS = ("xxhsum -H1", "xxh64sum")
 PROBE_SECONDS = 15.0  # a server that forces internal-sftp answers an exec with an SFTP server: it ends at stdin's EOF
 COMMAND_COST_SIZE = 4 * MiB  # remote hashes of files this small measure what a command costs
 REMOTE_HASH_RATE = 20 * MiB  # bytes/s a server hashes at least, for the command's timeout on a big file
-# Commands at once per connection: OpenSSH's MaxSessions (10) counts them with the SFTP session, and
-# a refused channel must not look like a lost connection.
-COMMANDS_PER_CONNECTION = 4
 _HEX64 = re.compile(r"^[0-9a-f]{16}$")
-# AES-GCM first: OpenSSL does it in one call per packet with AES instructions,
-# where asyncssh's chacha20-poly1305 builds two ciphers per packet in Python (a
-# 512 MiB put took 1.9 s of client CPU against 3.0-3.7 s). The rest is
-# asyncssh's own order, for servers without GCM. No compression: media does not
-# shrink and zlib would cost more CPU than the link saves.
-ENCRYPTION_ALGS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com",
-                   "aes256-ctr", "aes192-ctr", "aes128-ctr")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -186,59 +186,24 @@ class SftpConfig(DestinationConfig):
         return self
 
 
-def _asyncssh() -> Any:
-    import asyncssh
-
-    return asyncssh
-
-
-def _retrying() -> AsyncRetrying:
-    """A few quick tries of one request; VerificationFailed is never retried here."""
-    return AsyncRetrying(
-        retry=retry_if_exception(lambda e: isinstance(e, TransientError) and not isinstance(e, VerificationFailed)),
-        stop=stop_after_attempt(TRIES),
-        wait=wait_exponential(multiplier=0.25, max=4.0) + wait_random(0, 0.25),
-        reraise=True,
-    )
-
-
-def _is_connection_error(exc: BaseException) -> bool:
-    ssh = _asyncssh()
-    return isinstance(exc, (OSError, TimeoutError, ssh.DisconnectError, ssh.ChannelOpenError,
-                            ssh.SFTPConnectionLost, ssh.SFTPNoConnection))
-
-
-def _os_reason(exc: OSError) -> str:
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused (is sshd running on that port?)"
-    if isinstance(exc, ConnectionResetError):
-        return "connection reset"
-    return exc.strerror or str(exc)
-
-
-def _is_missing(exc: BaseException) -> bool:
-    ssh = _asyncssh()
-    return isinstance(exc, (ssh.SFTPNoSuchFile, ssh.SFTPNoSuchPath))
-
-
 class SftpDestination:
     def __init__(self, config: SftpConfig) -> None:
         self.config = config
         self.name = config.name
-        self.where = f"{config.host}:{config.port}"
-        self._key: Any = None  # the loaded private key (asyncssh.SSHKey), loaded once
-        self._pool = _Pool(self._connect, config.connections)
-        self._temps = _Temps()
+        self.log = log.bind(destination=self.name, server=f"{config.host}:{config.port}")
+        self._login = Login(config, self.log)
+        self.where = self._login.where
+        self._pool = Pool(self._login.connect, config.connections)
+        self._temps = TempNames()
         self._hasher: str | None = None  # the server's xxh64 command, once the probe found one
         self._costs = VerifyCosts()
-        self.log = log.bind(destination=self.name, server=self.where)
 
     def _path(self, key: str) -> str:
         return posixpath.join(self.config.path, check_key(key))
 
     async def open(self) -> None:
-        async def check(session: _Session) -> None:
-            ssh = _asyncssh()
+        async def check(session: Session) -> None:
+            ssh = asyncssh_module()
             try:
                 attrs = await session.sftp.stat(self.config.path)
             except (ssh.SFTPNoSuchFile, ssh.SFTPNoSuchPath):
@@ -306,9 +271,9 @@ class SftpDestination:
         if existing is not None:
             return existing
         tmp = self._temps.new(final)
-        ssh = _asyncssh()
+        ssh = asyncssh_module()
 
-        async def op(session: _Session) -> bool:
+        async def op(session: Session) -> bool:
             try:
                 async with session.sftp.open(old, "rb", block_size=0) as fin, \
                         session.sftp.open(tmp, "wb", block_size=0) as fout:
@@ -368,9 +333,9 @@ class SftpDestination:
 
     async def _resume_offset(self, tmp: str, src: SourceFile) -> int | None:
         """Bytes of `tmp` already on the server, or None to start over."""
-        ssh = _asyncssh()
+        ssh = asyncssh_module()
 
-        async def size(session: _Session) -> int | None:
+        async def size(session: Session) -> int | None:
             try:
                 return (await session.sftp.stat(tmp)).size or 0
             except (ssh.SFTPNoSuchFile, ssh.SFTPNoSuchPath):
@@ -392,7 +357,7 @@ class SftpDestination:
             return None
         try:
             xxh64, length, _ = await self._hash_remote(final, src.size)
-        except _Missing:
+        except Missing:
             return None
         if xxh64 != src.xxh64 or length != src.size:
             return None
@@ -402,7 +367,7 @@ class SftpDestination:
         """Send the source from `offset` to `tmp`; returns the xxh64 of the whole source."""
         with SourceReader(src, block_size=self.config.chunk_size) as reader:
             await asyncio.to_thread(reader.skip_to, offset)
-            remote = _RemoteFile(self, tmp, "r+b" if offset else "wb")
+            remote = RemoteFile(self._call, tmp, "r+b" if offset else "wb")
             try:
                 await remote.open()
                 await self._send(reader, remote, offset, progress)
@@ -412,7 +377,7 @@ class SftpDestination:
                 await remote.close()
             return reader.finish()
 
-    async def _send(self, reader: SourceReader, remote: _RemoteFile, offset: int, progress: Progress | None) -> None:
+    async def _send(self, reader: SourceReader, remote: RemoteFile, offset: int, progress: Progress | None) -> None:
         """Write blocks in order, reading the next block while the current one is sent."""
         pending = asyncio.ensure_future(asyncio.to_thread(reader.read_block))
         try:
@@ -431,7 +396,7 @@ class SftpDestination:
         """Raises unless the copy at `path` holds `xxh64`; returns how it was checked."""
         try:
             copied, length, method = await self._hash_remote(path, size)
-        except _Missing:
+        except Missing:
             raise TransientError(
                 f"destination {self.name!r}: temporary file {path} vanished on {self.where} before it was checked; "
                 "the copy is retried"
@@ -444,14 +409,14 @@ class SftpDestination:
         return method
 
     async def _finish(self, tmp: str, final: str, mtime_ns: int) -> None:
-        ssh = _asyncssh()
+        ssh = asyncssh_module()
 
-        async def rename(session: _Session) -> None:
+        async def rename(session: Session) -> None:
             await session.sftp.utime(tmp, ns=(time.time_ns(), mtime_ns))
             try:
                 await session.sftp.posix_rename(tmp, final)
             except ssh.SFTPOpUnsupported:
-                await _replace_without_posix_rename(session.sftp, tmp, final)
+                await replace_without_posix_rename(session.sftp, tmp, final)
 
         await self._call(f"renaming {tmp} to {posixpath.basename(final)}", rename)
         self._temps.gone(tmp)
@@ -468,7 +433,7 @@ class SftpDestination:
         path = self._path(key)
         try:
             found, length, _ = await self._hash_remote(path, size)
-        except _Missing:
+        except Missing:
             raise PermanentError(
                 f"copy missing at destination {self.name!r}: {key} ({path} on {self.where})"
             ) from None
@@ -483,9 +448,9 @@ class SftpDestination:
         return None if found is None else RemoteObject(key=key, size=found.size, mtime_ns=found.mtime_ns)
 
     async def _stat_path(self, path: str) -> RemoteObject | None:
-        ssh = _asyncssh()
+        ssh = asyncssh_module()
 
-        async def op(session: _Session) -> RemoteObject | None:
+        async def op(session: Session) -> RemoteObject | None:
             try:
                 attrs = await session.sftp.stat(path)
             except (ssh.SFTPNoSuchFile, ssh.SFTPNoSuchPath):
@@ -503,12 +468,12 @@ class SftpDestination:
     async def read_bytes(self, key: str) -> bytes | None:
         path = self._path(key)
 
-        async def op(session: _Session) -> bytes | None:
+        async def op(session: Session) -> bytes | None:
             try:
                 async with session.sftp.open(path, "rb") as fh:
                     return bytes(await fh.read())
             except Exception as exc:
-                if _is_missing(exc):
+                if is_missing(exc):
                     return None
                 raise
 
@@ -530,7 +495,7 @@ class SftpDestination:
 
     async def _write_file(self, path: str, data: bytes | bytearray) -> None:
         """Create `path` holding `data`, flushed when so configured."""
-        remote = _RemoteFile(self, path, "wb")
+        remote = RemoteFile(self._call, path, "wb")
         try:
             await remote.open()
             await remote.write(data, 0)
@@ -539,131 +504,18 @@ class SftpDestination:
         finally:
             await remote.close()
 
-    # ---- connections and errors ------------------------------------------------
-
-    async def _connect(self) -> _Session:
-        ssh = _asyncssh()
-        key = await self._client_key()
-        self._check_known_hosts()
-        began = time.monotonic()
-        try:
-            conn = await ssh.connect(
-                self.config.host, self.config.port, username=self.config.username,
-                client_keys=[key], known_hosts=str(self.config.known_hosts),
-                config=[], agent_path=None, gss_kex=False, gss_auth=False, preferred_auth="publickey",
-                connect_timeout=self.config.connect_timeout,
-                encryption_algs=list(ENCRYPTION_ALGS), compression_algs=["none"],
-                keepalive_interval=KEEPALIVE_INTERVAL, keepalive_count_max=3,
-            )
-        except Exception as exc:
-            raise self._mapped(exc, "connecting to the server") from None
-        try:
-            sftp = await conn.start_sftp_client()
-        except Exception as exc:
-            conn.abort()
-            raise self._mapped(exc, "starting the SFTP session") from None
-        self.log.info("sftp_connected", user=self.config.username, seconds=round(time.monotonic() - began, 3))
-        return _Session(conn, sftp)
-
-    async def _client_key(self) -> Any:
-        if self._key is None:
-            self._key = await asyncio.to_thread(self._load_key)
-        return self._key
-
-    def _load_key(self) -> Any:
-        """The private key, decrypted with the passphrase from the environment.
-        Messages name the file and the variable, never the passphrase."""
-        ssh = _asyncssh()
-        path, env = self.config.key_file, self.config.key_passphrase_env
-        passphrase = None
-        if env is not None:
-            passphrase = os.environ.get(env)
-            if passphrase is None:
-                raise PermanentError(
-                    f"destination {self.name!r}: environment variable {env} (key_passphrase_env) is not set; "
-                    f"set it to the passphrase of {path} in the daemon's environment"
-                )
-        try:
-            return ssh.read_private_key(path, passphrase)
-        except FileNotFoundError:
-            raise PermanentError(
-                f"destination {self.name!r}: key file {path} does not exist; "
-                f"set key_file to the private key that may log in as {self.config.username}"
-            ) from None
-        except OSError as exc:
-            raise PermanentError(
-                f"destination {self.name!r}: cannot read key file {path} ({exc.strerror}); fix its permissions"
-            ) from None
-        except (ssh.KeyImportError, ssh.KeyEncryptionError, ValueError):
-            if env is None:
-                hint = "if it is encrypted, set key_passphrase_env to the name of a variable holding its passphrase"
-            else:
-                hint = f"check that ${env} holds its passphrase"
-            raise PermanentError(f"destination {self.name!r}: cannot load the private key {path}; {hint}") from None
-
-    def _check_known_hosts(self) -> None:
-        if not self.config.known_hosts.is_file():
-            raise PermanentError(
-                f"destination {self.name!r}: known_hosts file {self.config.known_hosts} does not exist, so the host "
-                f"key of {self.where} cannot be checked; add the key with `{self._keyscan()}` and compare its "
-                "fingerprint (ssh-keygen -lf) with the one the server's admin gives you"
-            )
-
-    def _keyscan(self) -> str:
-        return f"ssh-keyscan -p {self.config.port} {self.config.host} >> {self.config.known_hosts}"
-
-    def _known_hosts_name(self) -> str:
-        """How known_hosts spells this server: "host", or "[host]:port" off port 22."""
-        return self.config.host if self.config.port == 22 else f"[{self.config.host}]:{self.config.port}"
-
-    def _mapped(self, exc: BaseException, what: str) -> TriplicateError:
-        """One sentence in the scheduler's classes for an asyncssh/OS error."""
-        if isinstance(exc, TriplicateError):
-            return exc
-        ssh = _asyncssh()
-        where = f"destination {self.name!r}: {what} on {self.where}"
-        if isinstance(exc, ssh.HostKeyNotVerifiable):
-            return PermanentError(
-                f"destination {self.name!r}: the host key of {self.where} does not match {self.config.known_hosts} "
-                f"(unknown, or changed), so the server is not trusted; once the server's admin confirms its "
-                f"fingerprint, add it with `{self._keyscan()}` (after removing a changed one with "
-                f"`ssh-keygen -R '{self._known_hosts_name()}' -f {self.config.known_hosts}`)"
-            )
-        if isinstance(exc, ssh.PermissionDenied):
-            return PermanentError(
-                f"destination {self.name!r}: the server at {self.where} refused key {self.config.key_file} for user "
-                f"{self.config.username}; add the public key to that user's ~/.ssh/authorized_keys on the server"
-            )
-        if isinstance(exc, (ssh.KeyExchangeFailed, ssh.ProtocolNotSupported, ssh.IllegalUserName)):
-            return PermanentError(f"{where} failed: {exc.reason}; check host, port and username")
-        if isinstance(exc, ssh.SFTPPermissionDenied):
-            return PermanentError(
-                f"{where} was denied ({exc.reason}); give {self.config.username} write access to {self.config.path}"
-            )
-        if isinstance(exc, ssh.SFTPOpUnsupported):
-            return PermanentError(f"{where} is not supported by the server ({exc.reason})")
-        if isinstance(exc, (ssh.SFTPError, ssh.DisconnectError)):
-            return TransientError(f"{where} failed: {exc.reason}; retrying")
-        if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
-            return TransientError(f"{where} timed out; retrying")
-        if isinstance(exc, OSError):
-            return TransientError(f"{where} failed: {_os_reason(exc)}; retrying")
-        if isinstance(exc, ssh.ChannelOpenError):
-            return TransientError(f"{where} failed: {exc.reason}; retrying")
-        return TransientError(f"{where} failed: {type(exc).__name__}: {exc}")
-
-    async def _call(self, what: str, op: Callable[[_Session], Awaitable[T]], holder: _RemoteFile | None = None) -> T:
+    async def _call(self, what: str, op: Callable[[Session], Awaitable[T]], holder: RemoteFile | None = None) -> T:
         """Run one request, reconnecting and retrying a few times on transient errors."""
-        async for attempt in _retrying():
+        async for attempt in retrying():
             with attempt:
                 session = await self._pool.get(holder.session if holder else None)
                 try:
                     return await op(session)
                 except Exception as exc:
-                    if _is_connection_error(exc):
+                    if is_connection_error(exc):
                         self._pool.drop(session)
-                        self.log.warning("sftp_connection_lost", during=what, error=str(self._mapped(exc, what)))
-                    raise self._mapped(exc, what) from None
+                        self.log.warning("sftp_connection_lost", during=what, error=str(self._login.mapped(exc, what)))
+                    raise self._login.mapped(exc, what) from None
         raise AssertionError("unreachable: tenacity reraises the last error")
 
     # ---- remote files -------------------------------------------------------------
@@ -677,7 +529,7 @@ class SftpDestination:
     async def _hash_remote(self, path: str, size: int) -> tuple[str, int, str]:
         """xxh64 and length of a remote file expected to hold `size` bytes, and
         how they were found: hashed by the server when it can and the file is
-        big enough, else read back. Raises _Missing."""
+        big enough, else read back. Raises Missing."""
         if self._hashes_remotely(size):
             try:
                 return *await self._hash_by_command(self._hasher, path), "remote-hash"
@@ -692,13 +544,13 @@ class SftpDestination:
     async def _read_back(self, path: str, size: int) -> tuple[str, int]:
         """xxh64 and length of a remote file expected to hold `size` bytes, read
         in order with the next chunk already requested while the current one is
-        hashed. Raises _Missing.
+        hashed. Raises Missing.
 
         Only the expected bytes are asked for, and one byte past them to see the
         end: asyncssh splits a read into requests of the server's size, so a
         chunk-sized read of a 100 KiB file was 32 requests, 31 of them answered
         with end-of-file, and learning the size first was a round trip more."""
-        remote = _RemoteFile(self, path, "rb")
+        remote = RemoteFile(self._call, path, "rb")
         began = time.monotonic()
         digest = new_digest("xxh64")
         chunk = self.config.chunk_size
@@ -707,10 +559,10 @@ class SftpDestination:
         try:
             await remote.open()
             spans = iter([*((o, min(chunk, size - o)) for o in range(0, size, chunk)), (size, 1)])
-            _top_up(reads, remote, spans)
+            top_up(reads, remote, spans)
             while reads:
                 data = await reads.popleft()
-                _top_up(reads, remote, spans)
+                top_up(reads, remote, spans)
                 digest.update(data)
                 total += len(data)
                 if not reads and total > size:
@@ -727,18 +579,18 @@ class SftpDestination:
 
     async def _hash_by_command(self, command: str, path: str) -> tuple[str, int]:
         """xxh64 and length of a remote file, hashed on the server by `command`
-        (the bytes its file system holds). Raises _Missing."""
-        ssh = _asyncssh()
+        (the bytes its file system holds). Raises Missing."""
+        ssh = asyncssh_module()
 
-        async def op(session: _Session) -> tuple[str, int]:
+        async def op(session: Session) -> tuple[str, int]:
             try:
                 size = (await session.sftp.stat(path)).size or 0
             except (ssh.SFTPNoSuchFile, ssh.SFTPNoSuchPath):
-                raise _Missing(path) from None
+                raise Missing(path) from None
             timeout = 60.0 + size / REMOTE_HASH_RATE
             began = time.monotonic()
             try:
-                result = await _run(session, f"{command} {shlex.quote(_shell_path(path))}", timeout=timeout)
+                result = await run_command(session, f"{command} {shlex.quote(_shell_path(path))}", timeout=timeout)
             except (ssh.ChannelOpenError, ssh.TimeoutError) as exc:
                 if session.closed:
                     raise
@@ -749,7 +601,7 @@ class SftpDestination:
             xxh64 = _printed_hash(result)
             if xxh64 is None:
                 if not await session.sftp.exists(path):
-                    raise _Missing(path)
+                    raise Missing(path)
                 raise _CommandFailed(
                     f"destination {self.name!r}: `{command}` on {self.where} printed no hash for {path} "
                     f"(exit status {result.exit_status}: {_first_line(result.stderr)}); retrying"
@@ -780,7 +632,7 @@ class SftpDestination:
         """The first command that hashes a probe file written over SFTP to the
         hash of its bytes, which proves that the command works and that it sees
         the paths the SFTP session sees; else None and why not."""
-        ssh = _asyncssh()
+        ssh = asyncssh_module()
         probe_final = posixpath.join(self.config.path, ".triplicate-hash-probe")
         data = f"triplicate hash probe {os.getpid()} {time.time_ns()}\n".encode()
         digest = new_digest("xxh64")
@@ -797,10 +649,10 @@ class SftpDestination:
             for command in REMOTE_HASHERS:
                 try:
                     began = time.monotonic()
-                    result = await _run(session, f"{command} {shlex.quote(_shell_path(tmp))}", timeout=PROBE_SECONDS)
+                    result = await run_command(session, f"{command} {shlex.quote(_shell_path(tmp))}", timeout=PROBE_SECONDS)
                 except (ssh.Error, OSError) as exc:  # no exec channel, a timeout: this server hashes nothing for us
-                    if _is_connection_error(exc) and session.closed:
-                        raise self._mapped(exc, "probing for a hash command") from None
+                    if is_connection_error(exc) and session.closed:
+                        raise self._login.mapped(exc, "probing for a hash command") from None
                     reasons.append(f"{command.split()[0]}: {type(exc).__name__} {exc}".strip())
                     continue
                 if _printed_hash(result) == digest.hexdigest():
@@ -821,9 +673,9 @@ class SftpDestination:
             await self._makedirs(folder)
 
     async def _makedirs(self, folder: str) -> None:
-        ssh = _asyncssh()
+        ssh = asyncssh_module()
 
-        async def op(session: _Session) -> None:
+        async def op(session: Session) -> None:
             try:
                 if (await session.sftp.stat(folder)).type == ssh.FILEXFER_TYPE_DIRECTORY:
                     return
@@ -834,11 +686,11 @@ class SftpDestination:
         await self._call(f"creating folder {folder}", op)
 
     async def _remove(self, path: str) -> None:
-        async def op(session: _Session) -> None:
+        async def op(session: Session) -> None:
             try:
                 await session.sftp.remove(path)
             except Exception as exc:
-                if not _is_missing(exc):
+                if not is_missing(exc):
                     raise
 
         await self._call(f"removing {path}", op)
@@ -851,7 +703,7 @@ class SftpDestination:
         folder = posixpath.dirname(final)
         if not self._temps.listed(folder):
 
-            async def names(session: _Session) -> list[bytes]:
+            async def names(session: Session) -> list[bytes]:
                 # bytes: a name in the folder that is not UTF-8 must not break the listing
                 return list(await session.sftp.listdir(folder.encode()))
 
@@ -861,178 +713,8 @@ class SftpDestination:
             self.log.info("sftp_stale_temp_removed", path=stale)
 
 
-class _Missing(TriplicateError):
-    """The remote file does not exist (turned into the caller's own message)."""
-
-
 class _CommandFailed(TriplicateError):
     """The hash command ran but printed no hash for a file that exists."""
-
-
-class _RemoteFile:
-    """One open remote file. Reads and writes are retried a few times; after a
-    dropped connection the file is reopened on a fresh one (never truncated
-    again: a write is only acknowledged once it is in the file, so every byte
-    before an unacknowledged chunk is there)."""
-
-    def __init__(self, dest: SftpDestination, path: str, mode: str) -> None:
-        self.dest = dest
-        self.path = path
-        self.mode = mode
-        self.session: _Session | None = None
-        self.handle: "asyncssh.SFTPClientFile | None" = None
-
-    async def open(self) -> None:
-        """Open (or reopen) the file."""
-        await self.dest._call(f"opening {self.path}", self._ensure, holder=self)
-
-    async def remaining(self, offset: int) -> int:
-        """Bytes of the file after `offset` (0 if none)."""
-        size = await self.dest._call(f"looking up {self.path}", self._size, holder=self)
-        return max(0, size - offset)
-
-    async def _ensure(self, session: _Session) -> "asyncssh.SFTPClientFile":
-        if self.handle is None or session is not self.session:
-            try:
-                self.handle = await session.sftp.open(self.path, self.mode)
-            except Exception as exc:
-                if _is_missing(exc) and self.mode == "rb":
-                    raise _Missing(self.path) from None
-                raise
-            self.session = session
-            self.mode = self.mode.replace("w", "r+")  # reopening must keep what was written
-        return self.handle
-
-    async def _size(self, session: _Session) -> int:
-        return (await (await self._ensure(session)).stat()).size or 0
-
-    async def write(self, data: bytes | bytearray, offset: int) -> None:
-        async def op(session: _Session) -> None:
-            await (await self._ensure(session)).write(data, offset)
-
-        await self.dest._call(f"writing {self.path}", op, holder=self)
-
-    async def read(self, size: int, offset: int) -> bytes:
-        async def op(session: _Session) -> bytes:
-            return bytes(await (await self._ensure(session)).read(size, offset))
-
-        return await self.dest._call(f"reading {self.path}", op, holder=self)
-
-    async def fsync(self) -> None:
-        ssh = _asyncssh()
-
-        async def op(session: _Session) -> None:
-            try:
-                await (await self._ensure(session)).fsync()
-            except ssh.SFTPOpUnsupported:
-                pass  # the server cannot flush on request; its own write-back applies
-
-        await self.dest._call(f"flushing {self.path}", op, holder=self)
-
-    async def close(self) -> None:
-        handle, self.handle = self.handle, None
-        if handle is not None and self.session is not None and not self.session.closed:
-            with contextlib.suppress(Exception):
-                await handle.close()
-
-
-@dataclass(eq=False)
-class _Session:
-    conn: "asyncssh.SSHClientConnection"
-    sftp: "asyncssh.SFTPClient"
-    commands: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(COMMANDS_PER_CONNECTION))
-
-    @property
-    def closed(self) -> bool:
-        return self.conn.is_closed()
-
-    def abort(self) -> None:
-        # Its event loop may be closed already (then its socket goes with the loop's garbage).
-        with contextlib.suppress(Exception):
-            self.conn.abort()
-
-
-class _Pool:
-    """`size` SFTP sessions, each opened on first use and again after a drop.
-
-    Connections belong to the event loop that made them: when called from
-    another loop (a second asyncio.run, a test framework), the old ones are
-    abandoned and new ones made.
-    """
-
-    def __init__(self, connect: Callable[[], Awaitable[_Session]], size: int) -> None:
-        self._connect = connect
-        self._slots: list[_Session | None] = [None] * size
-        self._locks: list[asyncio.Lock] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._next = 0
-
-    def _bind_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        if loop is not self._loop:
-            for session in self._slots:
-                if session is not None:
-                    session.abort()
-            self._slots = [None] * len(self._slots)
-            self._locks = [asyncio.Lock() for _ in self._slots]
-            self._loop = loop
-
-    async def get(self, prefer: _Session | None = None) -> _Session:
-        """A live session: `prefer` while it lives, else the next one round-robin."""
-        self._bind_loop()
-        if prefer is not None and not prefer.closed and prefer in self._slots:
-            return prefer
-        i = self._next
-        self._next = (i + 1) % len(self._slots)
-        async with self._locks[i]:
-            session = self._slots[i]
-            if session is None or session.closed:
-                self._slots[i] = session = await self._connect()
-        return session
-
-    def drop(self, session: _Session) -> None:
-        for i, held in enumerate(self._slots):
-            if held is session:
-                self._slots[i] = None
-        session.abort()
-
-    async def close(self) -> None:
-        slots, self._slots = self._slots, [None] * len(self._slots)
-        same_loop = self._loop is not None and self._loop is asyncio.get_running_loop()
-        for session in slots:
-            if session is None:
-                continue
-            if not same_loop:
-                session.abort()
-                continue
-            session.conn.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(session.conn.wait_closed(), 5)
-
-
-def _top_up(reads: deque[asyncio.Future[bytes]], remote: _RemoteFile, spans: Iterator[tuple[int, int]]) -> None:
-    """Keep two chunk reads in flight, so the pipe stays full while one is hashed."""
-    while len(reads) < 2 and (span := next(spans, None)) is not None:
-        reads.append(asyncio.ensure_future(remote.read(span[1], span[0])))
-
-
-async def _replace_without_posix_rename(sftp: "asyncssh.SFTPClient", tmp: str, final: str) -> None:
-    """SFTP v3's rename refuses an existing target: remove it first. Between the
-    two requests the final name is briefly absent (see the module docstring)."""
-    with contextlib.suppress(_asyncssh().SFTPNoSuchFile):
-        await sftp.remove(final)
-    await sftp.rename(tmp, final)
-
-
-async def _run(session: _Session, command: str, timeout: float) -> "asyncssh.SSHCompletedProcess":
-    """Run `command` on the server with no input (stdin at EOF at once)."""
-    ssh = _asyncssh()
-    async with session.commands:
-        process = await session.conn.create_process(command, stdin=ssh.DEVNULL, encoding="utf-8", errors="replace")
-        try:
-            return await process.wait(check=False, timeout=timeout)
-        finally:
-            process.close()  # after a timeout the channel would stay open
 
 
 def _printed_hash(result: "asyncssh.SSHCompletedProcess") -> str | None:
@@ -1053,94 +735,3 @@ def _shell_path(path: str) -> str:
     """A path a command cannot take for an option; relative paths start, as
     SFTP's do, in the login folder."""
     return path if path.startswith("/") else f"./{path}"
-
-
-class _Temps:
-    """Which temporary files may be stale, without listing a folder per file.
-
-    A folder is listed once per run (a folder of N files would otherwise cost
-    N² names); the temp files found then are the ones killed processes left.
-    Every temp file this process makes is remembered until it is renamed or
-    removed, so one left by a failed attempt of this run is found by its name.
-    Whether a temp file is stale is decided only by a put of its own final name,
-    and puts of one name never overlap, so a snapshot older than the put is
-    enough: nothing in it can be a temp file that put is writing.
-    """
-
-    def __init__(self) -> None:
-        self._left: dict[str, dict[bytes, list[bytes]]] = {}  # folder -> final name -> temp names found
-        self._made: dict[str, str] = {}  # temp path -> final path
-        # folder -> the other names it held when listed, and those renamed into it since
-        self._names: dict[str, set[bytes]] = {}
-
-    def listed(self, folder: str) -> bool:
-        return folder in self._left
-
-    def found(self, folder: str, names: list[bytes]) -> None:
-        if folder in self._left:
-            return  # a listing that raced this one stays as good
-        left: dict[bytes, list[bytes]] = {}
-        present: set[bytes] = set()
-        for name in names:
-            final = _final_name(name)
-            if final is not None:
-                left.setdefault(final, []).append(name)
-            else:
-                present.add(name)
-        self._left[folder], self._names[folder] = left, present
-
-    def surely_absent(self, final: str) -> bool:
-        """No file of this name was in its folder's listing, nor renamed there
-        since: a put need not look for an identical copy (one round trip, and
-        a hash when the name exists). Another writer's file of the same name
-        would only be replaced by this verified copy."""
-        folder, name = posixpath.split(final)
-        present = self._names.get(folder)
-        return present is not None and name.encode(errors="surrogateescape") not in present
-
-    def landed(self, final: str) -> None:
-        folder, name = posixpath.split(final)
-        if folder in self._names:
-            self._names[folder].add(name.encode(errors="surrogateescape"))
-
-    @contextlib.contextmanager
-    def forgotten_on_failure(self, final: str) -> Iterator[None]:
-        """What the listing of `final`'s folder said is dropped when the work
-        inside fails with a destination error: the folder may be gone, and the
-        next put into it looks (and makes it) again."""
-        try:
-            yield
-        except (TransientError, PermanentError):
-            folder = posixpath.dirname(final)
-            self._left.pop(folder, None)
-            self._names.pop(folder, None)
-            raise
-
-    def stale(self, final: str, keep: str | None) -> list[str]:
-        folder, name = posixpath.split(final)
-        found = self._left.get(folder, {}).pop(name.encode(), [])
-        paths = {posixpath.join(folder, n.decode(errors="surrogateescape")) for n in found}
-        paths.update(tmp for tmp, its_final in self._made.items() if its_final == final)
-        if keep is not None:
-            paths.discard(keep)
-            self._made[keep] = final  # resumed: from now on this process knows it by name
-        return sorted(paths)
-
-    def new(self, final: str) -> str:
-        folder, name = posixpath.split(final)
-        tmp = posixpath.join(folder, f".{name}{TMP_MARK}{os.getpid()}-{time.time_ns()}.tmp")
-        self._made[tmp] = final
-        return tmp
-
-    def gone(self, path: str) -> None:
-        self._made.pop(path, None)
-
-
-_TEMP_NAME = re.compile(rb"^\.(.+)" + re.escape(TMP_MARK.encode()) + rb"\d+-\d+\.tmp$", re.DOTALL)
-
-
-def _final_name(name: bytes) -> bytes | None:
-    """The name a temporary file was made for, or None for any other name."""
-    match = _TEMP_NAME.match(name)
-    return None if match is None else match.group(1)
-
