@@ -19,8 +19,9 @@ from pydantic import TypeAdapter, ValidationError
 
 from tests.conformance.cases.azure import WRONG_KEY, fresh_container, staged_leftovers
 from triplicate.config import describe_errors
-from triplicate.destinations import azure, registry
-from triplicate.destinations.azure import MAX_BLOCKS, MiB, AzureConfig, AzureDestination, plan_blocks
+from triplicate.destinations import azure_blocks, registry
+from triplicate.destinations.azure import AzureConfig, AzureDestination
+from triplicate.destinations.azure_blocks import MAX_BLOCKS, MiB, plan_blocks
 from triplicate.destinations.base import NoResume, SourceFile
 from triplicate.errors import PermanentError, SourceChanged, VerificationFailed
 from triplicate.hashing import xxh64_bytes
@@ -188,7 +189,7 @@ def test_block_size_grows_so_no_blob_needs_more_than_50000_blocks() -> None:
 async def test_grown_blocks_fly_fewer_at_once(container, tmp_path: Path, monkeypatch) -> None:
     """Past 50,000 blocks they grow; the blocks in flight must not grow with
     them: 4 x 1 MiB configured, 2 MiB blocks, so at most two at once."""
-    monkeypatch.setattr(azure, "MAX_BLOCKS", 4)  # stands for 50,000 without a 49 GiB file
+    monkeypatch.setattr(azure_blocks, "MAX_BLOCKS", 4)  # stands for 50,000 without a 49 GiB file
     data = os.urandom(6 * MiB + 1)
     sizes: list[int] = []
     flying = peak = 0

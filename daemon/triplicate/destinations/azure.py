@@ -77,25 +77,32 @@ in messages or in logs.
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
-import math
-import os
 import re
 import secrets
 from collections import deque
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Coroutine, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import structlog
 from pydantic import Field, field_validator, model_validator
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential, wait_random
 
-from ..errors import CopyRefused, PermanentError, SourceChanged, TransientError, VerificationFailed
+from ..errors import PermanentError, TransientError, VerificationFailed
 from ..fields import ByteSize
 from ..hashing import new_digest
 from ..source import SourceReader
+from .azure_account import AzureAccount, BlobMissing
+from .azure_blocks import (
+    MAX_BLOCK_SIZE,
+    BlockPlan,
+    Window,
+    b64,
+    block_id,
+    plan_blocks,
+    read_and_hash,
+    read_exactly,
+)
 from .base import (
     DestinationConfig,
     Progress,
@@ -114,16 +121,12 @@ log = structlog.get_logger("triplicate.azure")
 
 T = TypeVar("T")
 MiB = 1024 * 1024
-MAX_BLOCKS = 50_000
-MAX_BLOCK_SIZE = 4000 * MiB
-MAX_PUT_BLOB = 5000 * MiB
 READ_CHUNK = 8 * MiB  # range size of verify()'s streamed read-back
 TRIES = 4  # per request; the scheduler retries the whole put later with backoff
 STATE_VERSION = 1
 Tier = Literal["Hot", "Cool", "Cold", "Archive"]
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CONTAINER = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
-_MD5_MISMATCH = ("Md5Mismatch", "InvalidMd5", "Crc64Mismatch")
 
 
 class AzureConfig(DestinationConfig):
@@ -211,48 +214,13 @@ class AzureConfig(DestinationConfig):
         return self
 
 
-@dataclass(frozen=True)
-class _Plan:
-    """How one file is cut into blocks."""
-
-    size: int
-    block_size: int
-    count: int
-
-    def length(self, index: int) -> int:
-        return min(self.block_size, self.size - index * self.block_size)
-
-
-def plan_blocks(size: int, block_size: int) -> _Plan:
-    """Blocks of `block_size`, grown (to whole MiB) when the file would need
-    more than 50,000 of them."""
-    needed = math.ceil(size / MAX_BLOCKS)
-    grown = max(block_size, math.ceil(needed / MiB) * MiB)
-    if grown > MAX_BLOCK_SIZE:
-        raise CopyRefused(f"file of {size} bytes exceeds Azure's block blob limit of 50,000 blocks of 4000 MiB")
-    return _Plan(size, grown, max(1, math.ceil(size / grown)))
-
-
-def _block_id(token: str, index: int) -> str:
-    return f"{token}{index:06d}"
-
-
-def _b64(digest: bytes) -> str:
-    return base64.b64encode(digest).decode()
-
-
-class _BlobMissing(PermanentError):
-    """The blob (not the container) does not exist."""
-
-
 class AzureDestination:
     def __init__(self, config: AzureConfig) -> None:
         self.config = config
         self.name = config.name
+        self._account = AzureAccount(config)
         self._service: BlobServiceClient | None = None
         self._container: ContainerClient | None = None
-        self._credential: Any = None  # an azure-identity credential to close, if one is used
-        self.account = _account_from_url(config.account_url) if config.account_url else "?"
 
     def _blob(self, key: str) -> "BlobClient":
         if self._container is None:
@@ -261,8 +229,8 @@ class AzureDestination:
 
     async def open(self) -> None:
         if self._service is None:
-            self._service = self._connect()
-            self.account = self._service.account_name or self.account
+            self._service = self._account.service()
+            self._account.account = self._service.account_name or self._account.account
             self._container = self._service.get_container_client(self.config.container)
         await self._call("checking the container", self._list_one)
 
@@ -276,63 +244,12 @@ class AzureDestination:
                 break
             break
 
-    def _connect(self) -> "BlobServiceClient":
-        from azure.storage.blob.aio import BlobServiceClient
-
-        options: dict[str, Any] = {
-            "retry_total": 0,  # one retry layer: tenacity around each request, below
-            # bytes handed to upload_blob always go in one Put Blob (our
-            # transactional MD5 covers the whole body); big files never get there
-            "max_single_put_size": MAX_PUT_BLOB,
-            "connection_timeout": 20,
-            "read_timeout": 120,
-        }
-        cfg = self.config
-        if cfg.connection_string_env:
-            try:
-                conn = _env(self.name, cfg.connection_string_env)
-                return BlobServiceClient.from_connection_string(conn, **options)
-            except ValueError:
-                raise PermanentError(
-                    f"destination {self.name!r}: the connection string in env var {cfg.connection_string_env} "
-                    "is malformed; copy it again from the portal (Access keys)"
-                ) from None
-        assert cfg.account_url is not None
-        return BlobServiceClient(cfg.account_url, credential=self._account_credential(), **options)
-
-    def _account_credential(self) -> Any:
-        from azure.core.credentials import AzureNamedKeyCredential, AzureSasCredential
-
-        cfg = self.config
-        if cfg.account_key_env:
-            return AzureNamedKeyCredential(self.account, _env(self.name, cfg.account_key_env))
-        if cfg.sas_token_env:
-            return AzureSasCredential(_env(self.name, cfg.sas_token_env).lstrip("?"))
-        try:
-            from azure.identity.aio import DefaultAzureCredential  # optional package
-        except ImportError:
-            raise PermanentError(
-                f"destination {self.name!r}: no credentials for {cfg.account_url}; set account_key_env or "
-                "sas_token_env, or install azure-identity to use a managed identity or `az login`"
-            ) from None
-        self._credential = DefaultAzureCredential()
-        return self._credential
-
-    def _secret_source(self) -> str:
-        cfg = self.config
-        if cfg.sas_token_env:
-            return f"the SAS token in the env var {cfg.sas_token_env} (it needs read, write, delete and list)"
-        if cfg.connection_string_env or cfg.account_key_env:
-            return f"the env var {cfg.connection_string_env or cfg.account_key_env}"
-        return "the identity azure-identity found (AZURE_* env vars, managed identity, az login) and its role"
-
     async def close(self) -> None:
-        service, credential = self._service, self._credential
-        self._service = self._container = self._credential = None
+        service = self._service
+        self._service = self._container = None
         if service is not None:
             await service.close()
-        if credential is not None:
-            await credential.close()
+        await self._account.close()
 
     async def put(self, src: SourceFile, resume: ResumeState, progress: Progress | None = None) -> Receipt:
         blob = self._blob(src.key)
@@ -350,7 +267,7 @@ class AzureDestination:
         blocks = len(expected_blocks) if expected_blocks else 1
         log.debug("azure_put_done", destination=self.name, key=src.key, bytes_sent=sent, blocks=blocks)
         return Receipt(key=src.key, size=src.size, xxh64=xxh64, bytes_sent=sent,
-                       evidence={"content_md5": _b64(md5), "blocks": str(blocks)})
+                       evidence={"content_md5": b64(md5), "blocks": str(blocks)})
 
     async def _identical(self, blob: "BlobClient", src: SourceFile) -> Receipt | None:
         """A blob already there with the known size and xxh64 is kept as is."""
@@ -366,7 +283,7 @@ class AzureDestination:
     ) -> tuple[int, str, bytes]:
         """One Put Blob; the service checks the body against its MD5."""
         with SourceReader(src) as reader:
-            data = await asyncio.to_thread(_read_exactly, reader, src.size)
+            data = await asyncio.to_thread(read_exactly, reader, src.size)
             xxh64 = reader.finish()
         md5 = await asyncio.to_thread(lambda: hashlib.md5(data).digest())
         metadata = self._metadata(xxh64, src.mtime_ns)
@@ -391,26 +308,26 @@ class AzureDestination:
         return {"xxh64": xxh64, "mtime": str(mtime_ns)}
 
     async def _put_blocks(
-        self, blob: "BlobClient", src: SourceFile, plan: _Plan, resume: ResumeState, progress: Progress | None,
+        self, blob: "BlobClient", src: SourceFile, plan: BlockPlan, resume: ResumeState, progress: Progress | None,
     ) -> tuple[int, str, bytes, list[tuple[str, int]]]:
         state = await self._resume_state(blob, src, plan, resume)
         whole = hashlib.md5()
-        window = _Window(pieces_in_flight(plan.block_size, self.config.block_size, self.config.block_concurrency))
+        window = Window(pieces_in_flight(plan.block_size, self.config.block_size, self.config.block_concurrency))
         with SourceReader(src, plan.block_size) as reader:
             try:
                 for index in range(plan.count):
-                    data = await asyncio.to_thread(_read_and_hash, reader, plan.length(index), whole)
+                    data = await asyncio.to_thread(read_and_hash, reader, plan.length(index), whole)
                     await window.submit(self._stage(blob, state, index, data, resume, progress))
                 await window.drain()
             finally:
                 await window.cancel()
             xxh64 = reader.finish()
-        blocks = [(_block_id(state["token"], i), plan.length(i)) for i in range(plan.count)]
+        blocks = [(block_id(state["token"], i), plan.length(i)) for i in range(plan.count)]
         await self._commit(blob, src, [b for b, _ in blocks], xxh64, whole.digest())
         return window.total, xxh64, whole.digest(), blocks
 
     async def _resume_state(
-        self, blob: "BlobClient", src: SourceFile, plan: _Plan, resume: ResumeState,
+        self, blob: "BlobClient", src: SourceFile, plan: BlockPlan, resume: ResumeState,
     ) -> dict[str, Any]:
         """The saved state if it belongs to this version and layout, with only
         the blocks still staged at their exact size; else a fresh one."""
@@ -422,7 +339,7 @@ class AzureDestination:
         recorded = sum(1 for m in saved["md5"] if m)
         staged = await self._uncommitted(blob)
         for index, md5 in enumerate(saved["md5"]):
-            if md5 and staged.get(_block_id(saved["token"], index)) != plan.length(index):
+            if md5 and staged.get(block_id(saved["token"], index)) != plan.length(index):
                 saved["md5"][index] = None
         reusable = sum(1 for m in saved["md5"] if m)
         log.info("azure_resume", destination=self.name, key=src.key, blocks=plan.count,
@@ -432,7 +349,7 @@ class AzureDestination:
     async def _uncommitted(self, blob: "BlobClient") -> dict[str, int]:
         try:
             _, uncommitted = await self._call("listing staged blocks", blob.get_block_list, "uncommitted")
-        except _BlobMissing:  # nothing staged (or all of it discarded)
+        except BlobMissing:  # nothing staged (or all of it discarded)
             return {}
         return {b.id: b.size for b in uncommitted}
 
@@ -442,7 +359,7 @@ class AzureDestination:
     ) -> int:
         """Stage one block unless the same bytes are staged already; returns bytes sent."""
         md5 = await asyncio.to_thread(lambda: hashlib.md5(data).digest())
-        if state["md5"][index] == _b64(md5):
+        if state["md5"][index] == b64(md5):
             return 0
         if state["md5"][index] is not None:
             # Forget the old record before the staged block changes, so that a
@@ -451,9 +368,9 @@ class AzureDestination:
             resume.save(state)
         await self._call(
             f"staging block {index} of {blob.blob_name}", blob.stage_block,
-            _block_id(state["token"], index), data, length=len(data), transactional_content_md5=md5,
+            block_id(state["token"], index), data, length=len(data), transactional_content_md5=md5,
         )
-        state["md5"][index] = _b64(md5)
+        state["md5"][index] = b64(md5)
         resume.save(state)  # on the event loop thread, as JournalResume requires
         if progress:
             progress(len(data))
@@ -596,14 +513,14 @@ class AzureDestination:
         """The blob's properties, or None if there is no blob."""
         try:
             return await self._call(what, blob.get_blob_properties)
-        except _BlobMissing:
+        except BlobMissing:
             return None
 
     async def delete(self, key: str) -> None:
         blob = self._blob(key)
         try:
             await self._call(f"deleting {key}", blob.delete_blob, delete_snapshots="include")
-        except _BlobMissing:
+        except BlobMissing:
             pass
 
     async def read_bytes(self, key: str) -> bytes | None:
@@ -611,7 +528,7 @@ class AzureDestination:
         try:
             stream = await self._call(f"reading {key}", blob.download_blob)
             return await self._call(f"reading {key}", stream.readall)  # type: ignore[no-any-return]
-        except _BlobMissing:
+        except BlobMissing:
             return None
 
     async def write_bytes(self, key: str, data: bytes | bytearray) -> None:
@@ -639,111 +556,12 @@ class AzureDestination:
                 try:
                     return await fn(*args, **kwargs)
                 except Exception as exc:
-                    mapped = self._error(exc, what)
+                    mapped = self._account.error(exc, what)
                     if mapped is None:
                         raise
                     raise mapped from None
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _error(self, exc: Exception, what: str) -> Exception | None:
-        """The scheduler's class for an SDK failure (None: not an SDK error)."""
-        from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError
-
-        if isinstance(exc, HttpResponseError) and exc.status_code is not None:
-            code = getattr(exc.error_code, "value", exc.error_code) or ""  # an enum member, a string, or None
-            return self._http_error(exc.status_code, str(code), str(exc.message or ""), what)
-        if isinstance(exc, ClientAuthenticationError):  # a key that is not base64, or no identity for a token
-            return PermanentError(
-                f"destination {self.name!r}: the credentials for account {self.account!r} cannot be used "
-                f"(not a valid key, or no identity found); check {self._secret_source()}"
-            )
-        if isinstance(exc, (AzureError, asyncio.TimeoutError, OSError)) or type(exc).__module__.startswith("aiohttp"):
-            return TransientError(
-                f"destination {self.name!r}: cannot reach account {self.account!r} while {what} ({_brief(exc)})"
-            )
-        return None
-
-    def _http_error(self, status: int, code: str, message: str, what: str) -> Exception:
-        where = f"destination {self.name!r}"
-        if status in (408, 429) or status >= 500:
-            return TransientError(f"{where}: Azure answered {status} {code} while {what}; retrying later")
-        if status == 403 or code in ("AuthenticationFailed", "AuthorizationFailure", "InvalidAuthenticationInfo"):
-            return PermanentError(
-                f"{where}: credentials refused by account {self.account!r} ({code or status}); "
-                f"check {self._secret_source()}"
-            )
-        if code == "ContainerNotFound":
-            return PermanentError(
-                f"{where}: container {self.config.container!r} does not exist in account {self.account!r}; "
-                "create it or fix `container`"
-            )
-        if code == "BlobNotFound" or (status == 404 and not code):
-            return _BlobMissing(f"{where}: blob missing while {what}")
-        if status == 400 and (code in _MD5_MISMATCH or (code == "InvalidOperation" and "md5" in message.lower())):
-            # Azure says Md5Mismatch; Azurite InvalidOperation "Provided contentMD5 doesn't match"
-            return TransientError(f"{where}: the data arrived damaged (checksum mismatch) while {what}; sending it again")
-        if code == "InvalidBlockList":  # staged blocks vanished before the commit: the next put stages them again
-            return TransientError(f"{where}: staged blocks were discarded by Azure while {what}; sending them again")
-        if code == "BlobArchived":
-            return PermanentError(f"{where}: the blob is in the Archive tier while {what}; rehydrate it first")
-        if code == "ConditionNotMet":  # verify's etag: the blob was replaced during the read
-            return TransientError(f"{where}: the blob changed while {what}; trying again")
-        return PermanentError(f"{where}: Azure refused {what} with {status} {code}; check the destination's settings")
-
-
-class _Window:
-    """Runs at most `size` coroutines at once; the first failure is raised by
-    the next submit() or drain(); cancel() stops whatever is left."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.tasks: set[asyncio.Task[int]] = set()
-        self.total = 0
-
-    async def submit(self, coro: Coroutine[Any, Any, int]) -> None:
-        try:
-            while len(self.tasks) >= self.size:
-                await self._reap(asyncio.FIRST_COMPLETED)
-        except BaseException:
-            coro.close()  # never started: no "never awaited" warning
-            raise
-        self.tasks.add(asyncio.ensure_future(coro))
-
-    async def drain(self) -> None:
-        while self.tasks:
-            await self._reap(asyncio.ALL_COMPLETED)
-
-    async def _reap(self, when: str) -> None:
-        done, self.tasks = await asyncio.wait(self.tasks, return_when=when)
-        failures = [t.exception() for t in done if t.exception() is not None]
-        self.total += sum(t.result() for t in done if t.exception() is None)
-        if failures:
-            raise failures[0]  # type: ignore[misc]
-
-    async def cancel(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
-        self.tasks = set()
-
-
-def _read_exactly(reader: SourceReader, length: int) -> bytes:
-    """`length` bytes of the source (hashed by the reader), short reads joined."""
-    chunks = []
-    while length > 0:
-        reader.block_size = length  # never read past this block's end
-        data = reader.read_block()
-        if not data:
-            raise SourceChanged(f"source file shrank while it was read: {reader.src.path}")
-        chunks.append(data)
-        length -= len(data)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-def _read_and_hash(reader: SourceReader, length: int, whole: Any) -> bytes:
-    data = _read_exactly(reader, length)
-    whole.update(data)
-    return data
 
 
 def _property_problems(props: Any, size: int, xxh64: str, md5: bytes) -> list[str]:
@@ -757,31 +575,5 @@ def _property_problems(props: Any, size: int, xxh64: str, md5: bytes) -> list[st
         problems.append(f"its metadata xxh64 is {found}, expected {xxh64}")
     stored_md5 = bytes(props.content_settings.content_md5 or b"")
     if stored_md5 != md5:
-        problems.append(f"its Content-MD5 is {_b64(stored_md5) or 'missing'}, expected {_b64(md5)}")
+        problems.append(f"its Content-MD5 is {b64(stored_md5) or 'missing'}, expected {b64(md5)}")
     return problems
-
-
-def _env(destination: str, name: str) -> str:
-    value = os.environ.get(name, "")
-    if not value.strip():
-        raise PermanentError(
-            f"destination {destination!r}: environment variable {name} is not set; set it in the service's environment"
-        )
-    return value.strip()
-
-
-def _account_from_url(url: str) -> str:
-    """The account name as the SDK reads it: the first host label, or the
-    first path segment for an IP or localhost endpoint (Azurite)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if re.fullmatch(r"[\d.]+|localhost|\[.*\]", host) or host.count(".") == 0:
-        return parts.path.strip("/").split("/")[0] or host
-    return host.split(".")[0]
-
-
-def _brief(exc: BaseException) -> str:
-    """Class and first line of an error, without any URL query (a SAS token)."""
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    text = re.sub(r"\?\S*", "", text)[:200]
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
