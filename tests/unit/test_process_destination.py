@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -165,6 +166,27 @@ async def test_the_child_leaves_signals_to_the_daemon(tmp_path: Path) -> None:
         assert dest.pid == child
     finally:
         await dest.close()
+
+
+def test_a_loop_ended_under_an_open_destination_ends_its_child(tmp_path: Path) -> None:
+    """An event loop that ends with the destination still open (a failure
+    before close()) cancels the task reading the child's messages; that must
+    end the child, not wait for it: it waits for a stdin nobody will close."""
+    dest = _dest(tmp_path / "copies")
+    pids: list[int] = []
+    ended = threading.Event()
+
+    async def left_open() -> None:
+        await dest.open()
+        pids.append(dest.pid or 0)
+
+    def run() -> None:
+        asyncio.run(left_open())
+        ended.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    assert ended.wait(30), "the loop's teardown waited for the child"
+    assert pids[0] > 0 and _gone(pids[0])
 
 
 def test_the_child_dies_with_the_daemon(tmp_path: Path) -> None:

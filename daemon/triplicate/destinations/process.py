@@ -234,6 +234,13 @@ class ProcessDestination:
         try:
             while (message := await read_stream(proc.stdout)) is not None:
                 self._handle(message)
+        except asyncio.CancelledError:
+            # torn down without close() (an event loop ending under an open
+            # destination): the child waits for a stdin nobody will close, so
+            # waiting for it below would never end
+            if proc.returncode is None:
+                proc.kill()
+            raise
         finally:
             code = await proc.wait()
             self._orphan(code)
