@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import sqlite3
 import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, NoReturn
-
-import platformdirs
 
 from . import __version__
 from .errors import ConfigError, JournalError
@@ -29,6 +26,8 @@ def default_config() -> Path:
     env = os.environ.get("TRIPLICATE_CONFIG")
     if env:
         return Path(env)
+    import platformdirs  # 18 ms of every start otherwise, `hash` included
+
     return Path(platformdirs.user_config_dir("triplicate")) / "triplicate.toml"
 
 
@@ -317,10 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     health.add_argument("--timeout", type=float, default=5.0)
     doctor = add("doctor", cmd_doctor, "check every destination and watch folder, and say how to fix what fails")
     doctor.add_argument("--destination", help="only this destination")
-    init = add("init", cmd_init, "write a commented starter config by asking a few questions (or from flags)")
-    from .init_wizard import add_arguments as init_arguments
-
-    init_arguments(init)
+    _init_arguments(add("init", cmd_init, "write a commented starter config by asking a few questions (or from flags)"))
     check = add("check-config", cmd_check_config, "validate a config file (exit 0, or 2 with one sentence per problem)")
     check.add_argument("file", nargs="?", type=Path, help="config file (default: --config)")
     hsh = add("hash", cmd_hash, "print file hashes like xxhsum: <hex>  <path>")
@@ -338,7 +334,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _journal_trouble(args: argparse.Namespace, exc: sqlite3.DatabaseError) -> str:
+def _init_arguments(p: argparse.ArgumentParser) -> None:
+    """`init`'s flags, here so that parsing another command never loads the wizard."""
+    p.add_argument("--output", "-o", type=Path, help="where to write the config (default: --config, then the user config folder)")
+    p.add_argument("--watch-folder", help="folder where the offload tool puts verified card copies")
+    p.add_argument("--source-media", default=None, help="media kind of the watch folder (ssd, raid, ...)")
+    p.add_argument("--nearline", help="nearline copy: a mounted folder (RAID, NAS, second disk)")
+    p.add_argument("--nearline-media", default=None, help="media kind of the nearline copy (raid, nas, disk, ...)")
+    p.add_argument("--offsite", help="off-site copy: s3://BUCKET/PREFIX, azure://CONTAINER/PREFIX or sftp://USER@HOST[:PORT]/PATH")
+    p.add_argument("--s3-region", help="region of the S3 bucket")
+    p.add_argument("--s3-endpoint", help="URL of an S3-compatible service (Wasabi, B2, MinIO); leave out for AWS")
+    p.add_argument("--azure-account-url", help="https://ACCOUNT.blob.core.windows.net")
+    p.add_argument("--sftp-key", help="private key for the SFTP login (default ~/.ssh/id_ed25519)")
+    p.add_argument("--journal", help="journal file (default: the platform's state folder)")
+    p.add_argument("--http-port", type=int, help="serve /healthz, /metrics and /api/status on 127.0.0.1:PORT")
+    p.add_argument("--webhook-env", help="NAME of an environment variable holding a Slack (or other) webhook URL")
+    p.add_argument("--non-interactive", "-y", action="store_true", help="never ask; use flags and defaults")
+    p.add_argument("--force", action="store_true", help="replace an existing file")
+
+
+def _journal_trouble(args: argparse.Namespace, exc: Exception) -> str:
     from .journal_file import damaged
 
     path = _load(args).daemon.journal_path()
@@ -353,13 +368,18 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args))
     except JournalError as exc:
         _fail([str(exc)])
-    except sqlite3.DatabaseError as exc:  # found in the middle of a command, not at opening
-        _fail([_journal_trouble(args, exc)])
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `triplicate status | head`: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
+    except Exception as exc:
+        # a journal found damaged in the middle of a command, not at opening; sqlite3 is looked
+        # up, not imported: a command that never loaded it (`hash`) cannot have raised its errors
+        sqlite3 = sys.modules.get("sqlite3")
+        if sqlite3 is None or not isinstance(exc, sqlite3.DatabaseError):
+            raise
+        _fail([_journal_trouble(args, exc)])
 
 
 if __name__ == "__main__":

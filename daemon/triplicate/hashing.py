@@ -6,8 +6,6 @@ hexdigest() returns and what ASC MHL stores: xxh64("") == "ef46db3751d8e999".
 
 from __future__ import annotations
 
-import ctypes
-import hashlib
 import mmap
 import os
 from pathlib import Path
@@ -32,12 +30,11 @@ def read_buffer(size: int) -> memoryview:
     comes from mmap, behind malloc's header), and there the kernel's copy out
     of the page cache ran 4-5 times slower on an AMD EPYC (a page-aligned
     source and a destination 1-31 bytes past the same offset in its page:
-    bench/RESULTS.md, change 40)."""
+    bench/RESULTS.md, change 40). Anonymous mmap memory starts on a page by
+    construction, and is unmapped when the last view of it goes."""
     if size < PAGE:
         return memoryview(bytearray(size))
-    raw = bytearray(size + PAGE)
-    start = -ctypes.addressof(ctypes.c_char.from_buffer(raw)) % PAGE
-    return memoryview(raw)[start:start + size]
+    return memoryview(mmap.mmap(-1, size))
 
 
 class Digest(Protocol):
@@ -46,12 +43,21 @@ class Digest(Protocol):
     def hexdigest(self) -> str: ...
 
 
+def _openssl(name: str) -> Callable[[], Digest]:
+    def make() -> Digest:
+        import hashlib  # loads OpenSSL: 9 ms of every `triplicate hash` start, which needs xxh64 only
+
+        return hashlib.new(name)
+
+    return make
+
+
 ALGORITHMS: dict[str, Callable[[], Digest]] = {
     "xxh64": lambda: xxhash.xxh64(seed=0),
     "xxh3": lambda: xxhash.xxh3_64(seed=0),
     "xxh128": lambda: xxhash.xxh3_128(seed=0),
-    "md5": hashlib.md5,
-    "sha1": hashlib.sha1,
+    "md5": _openssl("md5"),
+    "sha1": _openssl("sha1"),
 }
 
 

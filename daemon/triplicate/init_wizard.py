@@ -45,24 +45,6 @@ class Answers:
     problems: list[str] = field(default_factory=list)
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--output", "-o", type=Path, help="where to write the config (default: --config, then the user config folder)")
-    p.add_argument("--watch-folder", help="folder where the offload tool puts verified card copies")
-    p.add_argument("--source-media", default=None, help="media kind of the watch folder (ssd, raid, ...)")
-    p.add_argument("--nearline", help="nearline copy: a mounted folder (RAID, NAS, second disk)")
-    p.add_argument("--nearline-media", default=None, help="media kind of the nearline copy (raid, nas, disk, ...)")
-    p.add_argument("--offsite", help="off-site copy: s3://BUCKET/PREFIX, azure://CONTAINER/PREFIX or sftp://USER@HOST[:PORT]/PATH")
-    p.add_argument("--s3-region", help="region of the S3 bucket")
-    p.add_argument("--s3-endpoint", help="URL of an S3-compatible service (Wasabi, B2, MinIO); leave out for AWS")
-    p.add_argument("--azure-account-url", help="https://ACCOUNT.blob.core.windows.net")
-    p.add_argument("--sftp-key", help="private key for the SFTP login (default ~/.ssh/id_ed25519)")
-    p.add_argument("--journal", help="journal file (default: the platform's state folder)")
-    p.add_argument("--http-port", type=int, help="serve /healthz, /metrics and /api/status on 127.0.0.1:PORT")
-    p.add_argument("--webhook-env", help="NAME of an environment variable holding a Slack (or other) webhook URL")
-    p.add_argument("--non-interactive", "-y", action="store_true", help="never ask; use flags and defaults")
-    p.add_argument("--force", action="store_true", help="replace an existing file")
-
-
 def run_init(args: argparse.Namespace) -> int:
     from .cli import default_config
 
