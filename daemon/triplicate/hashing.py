@@ -6,6 +6,7 @@ hexdigest() returns and what ASC MHL stores: xxh64("") == "ef46db3751d8e999".
 
 from __future__ import annotations
 
+import array
 import mmap
 import os
 from pathlib import Path
@@ -30,11 +31,15 @@ def read_buffer(size: int) -> memoryview:
     comes from mmap, behind malloc's header), and there the kernel's copy out
     of the page cache ran 4-5 times slower on an AMD EPYC (a page-aligned
     source and a destination 1-31 bytes past the same offset in its page:
-    bench/RESULTS.md, change 40). Anonymous mmap memory starts on a page by
-    construction, and is unmapped when the last view of it goes."""
+    bench/RESULTS.md, change 40). An array rather than a bytearray because
+    it tells its address without ctypes (5 ms of every start of `hash`); not
+    an anonymous mmap, which costs a page fault per page of every new buffer:
+    4x the CPU of a read-back of a small file."""
     if size < PAGE:
         return memoryview(bytearray(size))
-    return memoryview(mmap.mmap(-1, size))
+    raw = array.array("B", bytes(1)) * (size + PAGE)
+    start = -raw.buffer_info()[0] % PAGE
+    return memoryview(raw)[start:start + size]
 
 
 class Digest(Protocol):
