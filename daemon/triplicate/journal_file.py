@@ -103,7 +103,10 @@ def _migrate(db: sqlite3.Connection, version: int) -> None:
     try:
         for step in range(version + 1, SCHEMA_VERSION + 1):
             for sql in MIGRATIONS[step]:
-                db.execute(sql)
+                if callable(sql):
+                    sql(db)
+                else:
+                    db.execute(sql)
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     except BaseException:
         db.execute("ROLLBACK")

@@ -4,7 +4,18 @@ them). journal.py explains what the rows mean."""
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 3
+import sqlite3
+from typing import Callable
+
+SCHEMA_VERSION = 4
+
+# A copy's states, as the copies table checks them. quick_check, run at every
+# start, evaluates CHECK constraints row by row, and SQLite builds an IN list
+# anew for each row: on a million copies that was 1.6 s of a 2.6 s check. The
+# same test as a chain of comparisons costs 0.13 s.
+STATES = ("pending", "transferring", "verified", "failed", "superseded")
+STATE_CHECK = " OR ".join(f"state = '{state}'" for state in STATES)
+STATE_CHECK_BEFORE_4 = "state IN (" + ", ".join(f"'{state}'" for state in STATES) + ")"
 
 GENERATION_DUE = """
 -- manifests.py: per offload and destination, a stamp moved by every change a generation there records
@@ -25,11 +36,30 @@ _DUE_FOR_NEW_COPY = """\
         ON CONFLICT (offload_id, destination) DO UPDATE SET stamp = stamp + 1;
 """
 
-# Columns added after version 1, with how an older journal gains them
+
+
+def _state_check_as_comparisons(db: sqlite3.Connection) -> None:
+    """The copies' CHECK rewritten in place, as SQLite's ALTER TABLE page
+    describes for a change that leaves the stored rows valid: the schema text
+    edited, its version moved so that every connection reads it again."""
+    version = db.execute("PRAGMA schema_version").fetchone()[0]
+    db.execute("PRAGMA writable_schema = ON")
+    try:
+        db.execute("UPDATE sqlite_master SET sql = replace(sql, ?, ?) WHERE type = 'table' AND name = 'copies'",
+                   (STATE_CHECK_BEFORE_4, STATE_CHECK))
+    except sqlite3.DatabaseError:
+        return  # a build of SQLite in defensive mode: the old check stays, equivalent and only slower
+    finally:
+        db.execute("PRAGMA writable_schema = OFF")
+    db.execute(f"PRAGMA schema_version = {version + 1}")
+
+
+# What each version added, with how an older journal gains it
 # (journal_file._migrate): ctime_ns of each version (a rewrite that restores size and
 # mtime still moves the ctime), and moved_from (files.id of the version a
-# rename or move came from); then the generation_due table (above).
-MIGRATIONS = {
+# rename or move came from); then the generation_due table (above); then the
+# states' check in a form quick_check evaluates quickly.
+MIGRATIONS: dict[int, tuple[str | Callable[[sqlite3.Connection], None], ...]] = {
     2: (
         "ALTER TABLE files ADD COLUMN ctime_ns INTEGER",
         "ALTER TABLE files ADD COLUMN moved_from INTEGER REFERENCES files(id)",
@@ -44,6 +74,7 @@ MIGRATIONS = {
         "AND NOT EXISTS (SELECT 1 FROM generations g WHERE g.offload_id = f.offload_id "
         "AND g.destination = c.destination)",
     ),
+    4: (_state_check_as_comparisons,),
 }
 
 
@@ -87,7 +118,7 @@ CREATE TABLE IF NOT EXISTS copies (
     file_id INTEGER NOT NULL REFERENCES files(id),
     destination TEXT NOT NULL,
     state TEXT NOT NULL DEFAULT 'pending'
-        CHECK (state IN ('pending', 'transferring', 'verified', 'failed', 'superseded')),
+        CHECK (""" + STATE_CHECK + """),
     attempts INTEGER NOT NULL DEFAULT 0,
     last_error TEXT,
     error_kind TEXT,
