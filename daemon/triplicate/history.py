@@ -169,8 +169,16 @@ def _compose(
     # dropping the ones an upstream tool wrote would turn its ignored files
     # into "new files".
     carried = dataclasses.replace(info, ignore=recorded.ignore + info.ignore)
-    data = mhl.build_manifest(files, carried, now, action=recorded.action)
-    return data, tuple(f.path for f in files if recorded.action(f) == "failed")
+    failed: list[str] = []
+
+    def action(f: mhl.MhlFile) -> str:  # build_manifest asks once per file
+        taken = recorded.action(f)
+        if taken == "failed":
+            failed.append(f.path)
+        return taken
+
+    data = mhl.build_manifest(files, carried, now, action=action)
+    return data, tuple(failed)
 
 
 def _next_number(chain: list[mhl.ChainEntry]) -> int:
