@@ -8,6 +8,8 @@ from pathlib import Path
 from triplicate.journal import Journal, SeenFile
 from triplicate.manifests import ManifestWriter
 
+from tests.sqlite_steps import counting_steps
+
 H = "0123456789abcdef"
 FILES = 1500
 
@@ -24,18 +26,9 @@ def _verify_next(journal: Journal, destination: str) -> None:
 
 def _steps(journal: Journal, look: ManifestWriter, offload_id: int) -> tuple[bool, int]:
     """The look's verdict, and how many SQLite VM steps (in hundreds) it took."""
-    steps = 0
-
-    def count() -> int:
-        nonlocal steps
-        steps += 1
-        return 0
-
-    journal.db.set_progress_handler(count, 100)
-    try:
-        return look._incomplete(offload_id, "nearline"), steps
-    finally:
-        journal.db.set_progress_handler(None, 0)
+    with counting_steps(journal.db, 100) as steps:
+        incomplete = look._incomplete(offload_id, "nearline")
+    return incomplete, steps.count
 
 
 def test_the_look_costs_the_same_whatever_else_the_journal_holds(tmp_path: Path) -> None:

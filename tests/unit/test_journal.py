@@ -6,6 +6,8 @@ from triplicate.errors import JournalError
 from triplicate.journal import Journal, SeenFile
 from triplicate.known import KnownVersions
 
+from tests.sqlite_steps import counting_steps
+
 
 @pytest.fixture
 def journal(tmp_path: Path) -> Journal:
@@ -104,20 +106,10 @@ def test_copies_of_files_in_flight_are_found_without_walking_the_backlog(journal
     # every claim asks this of the files other destinations are copying; a
     # plan through copies_due read every pending copy of the destination
     ids = journal.ingest([seen(f"A001/f{i:05d}.dpx") for i in range(5000)], ["nearline", "cloud"])
-    steps = 0
-
-    def count() -> int:
-        nonlocal steps
-        steps += 1
-        return 0
-
-    journal.db.set_progress_handler(count, 10)
-    try:
+    with counting_steps(journal.db, 10) as steps:
         found = journal.due_among("cloud", ids[-16:], now=1e12)
-    finally:
-        journal.db.set_progress_handler(None, 0)
     assert len(found) == 16
-    assert steps < 200, f"{steps * 10} SQLite steps for 16 files among 5000 pending"
+    assert steps.count < 200, f"{steps.count * 10} SQLite steps for 16 files among 5000 pending"
 
 
 def test_known_versions_are_read_per_offload_on_first_question(journal: Journal) -> None:
