@@ -15,6 +15,7 @@ from structlog.testing import capture_logs
 
 from triplicate.destinations.base import NoResume, SourceFile
 from triplicate.destinations.sftp import SftpDestination
+from triplicate.destinations.sftp_verify import RemoteHashes
 from triplicate.errors import PermanentError, TransientError, VerificationFailed
 from triplicate.hashing import xxh64_bytes
 
@@ -40,11 +41,11 @@ def methods(logs: list[dict[str, Any]]) -> list[str]:
     return [e["method"] for e in logs if e["event"] == "sftp_verification"]
 
 
-async def _no_read_back(self: SftpDestination, path: str) -> tuple[str, int]:
+async def _no_read_back(self: RemoteHashes, path: str, size: int) -> tuple[str, int]:
     raise AssertionError(f"{path} was read back")
 
 
-async def _no_remote_hash(self: SftpDestination, command: str, path: str) -> tuple[str, int]:
+async def _no_remote_hash(self: RemoteHashes, command: str, path: str) -> tuple[str, int]:
     raise AssertionError(f"{path} was hashed on the server")
 
 
@@ -54,7 +55,7 @@ async def test_auto_hashes_big_copies_on_the_server(sshd, tmp_path: Path, monkey
     with capture_logs() as logs:
         dest = SftpDestination(config(sshd, str(folder), remote_hash_min_size=MiB))
         await dest.open()
-    monkeypatch.setattr(SftpDestination, "_read_back", _no_read_back)
+    monkeypatch.setattr(RemoteHashes, "read_back", _no_read_back)
     try:
         receipt = await dest.put(source(tmp_path, "A001/big.mov", data), NoResume())
         await dest.verify("A001/big.mov", xxh64_bytes(data), len(data))
@@ -75,7 +76,7 @@ async def test_small_copies_are_read_back_even_with_a_remote_hash(sshd, tmp_path
     data = os.urandom(MiB - 1)
     dest = SftpDestination(config(sshd, str(folder), verify="remote-hash", remote_hash_min_size=MiB))
     await dest.open()
-    monkeypatch.setattr(SftpDestination, "_hash_by_command", _no_remote_hash)
+    monkeypatch.setattr(RemoteHashes, "by_command", _no_remote_hash)
     try:
         receipt = await dest.put(source(tmp_path, "A001/small.mov", data), NoResume())
     finally:
@@ -88,7 +89,7 @@ async def test_a_bad_copy_is_caught_by_the_remote_hash_and_removed(sshd, tmp_pat
     data = os.urandom(2 * MiB)
     dest = SftpDestination(config(sshd, str(folder), verify="remote-hash", remote_hash_min_size=0))
     await dest.open()
-    monkeypatch.setattr(SftpDestination, "_read_back", _no_read_back)
+    monkeypatch.setattr(RemoteHashes, "read_back", _no_read_back)
     real_send = SftpDestination._send
 
     async def send_then_damage(self: SftpDestination, reader: Any, remote: Any, offset: int, progress: Any) -> None:
@@ -270,7 +271,7 @@ async def test_a_hash_command_that_breaks_after_open(verify: str, sshd, tmp_path
     with capture_logs() as logs:
         dest = SftpDestination(config(sshd, str(folder), verify=verify, remote_hash_min_size=0))
         await dest.open()
-        dest._hasher = "false"  # as if xxhsum were uninstalled since: runs, prints nothing, exits 1
+        dest._hashes.command = "false"  # as if xxhsum were uninstalled since: runs, prints nothing, exits 1
         try:
             if verify == "auto":
                 receipt = await dest.put(source(tmp_path, "A001/clip.mov", data), NoResume())
@@ -282,7 +283,7 @@ async def test_a_hash_command_that_breaks_after_open(verify: str, sshd, tmp_path
     failed = [e for e in logs if e["event"] == "sftp_remote_hash_failed"]
     if verify == "auto":
         assert receipt.xxh64 == xxh64_bytes(data) and (folder / "A001" / "clip.mov").read_bytes() == data
-        assert len(failed) == 1 and dest._hasher is None
+        assert len(failed) == 1 and dest._hashes.command is None
     else:
         assert failed == [] and not (folder / "A001" / "clip.mov").exists()
 
@@ -295,11 +296,11 @@ async def test_the_cutoff_between_hash_and_read_back_is_measured(sshd, tmp_path:
     with capture_logs() as logs:
         await dest.open()
         try:
-            assert dest._costs.command_seconds is not None and dest._costs.command_seconds > 0
+            assert dest._hashes.costs.command_seconds is not None and dest._hashes.costs.command_seconds > 0
             first = os.urandom(MiB)  # under the unmeasured cut-off: read back, which times the link
             receipts = [await dest.put(source(tmp_path, "A001/first.mov", first), NoResume())]
-            cutoff = dest._costs.cutoff()
-            assert cutoff == int(dest._costs.command_seconds * dest._costs.read_rate)
+            cutoff = dest._hashes.costs.cutoff()
+            assert cutoff == int(dest._hashes.costs.command_seconds * dest._hashes.costs.read_rate)
             above = os.urandom(cutoff + 1)
             below = os.urandom(max(1, cutoff // 4))
             receipts.append(await dest.put(source(tmp_path, "A001/above.mov", above), NoResume()))

@@ -10,20 +10,10 @@ so the final name never holds a torn or unverified file.
   several write requests in flight, each of the size the server announces
   (limits@openssh.com; OpenSSH: 255 KiB). Bigger requests break OpenSSH, whose
   messages are capped at 256 KiB.
-- Verification: OpenSSH offers no server-side hashing over SFTP (its
-  sftp-server and internal-sftp, checked on 9.2, announce no
-  "check-file"/"check-file-name"). Where the login may run commands, `xxhsum
-  -H1 FILE` (or `xxh64sum`) on the server hashes the temp file: the bytes cross
-  the network once. Whether it works is probed once at open by hashing a small
-  file written over SFTP, which also proves that the command sees the paths the
-  SFTP session sees (a chroot or a forced internal-sftp fails the probe).
-  Otherwise, and for files small enough to read back in less time than a
-  command takes (a login shell; measured per destination, sftp_costs.py, or
-  `remote_hash_min_size`), the temp file is read
-  back over SFTP (pipelined like the writes) and hashed here: each byte crosses
-  the network twice. Either way the bytes may come from the server's page
-  cache: this proves what the server's file system returns, not what its disk
-  holds.
+- Verification (sftp_verify.py): the temp file is hashed on the server by
+  `xxhsum -H1` where the login may run it (the bytes cross the network once),
+  or read back and hashed here, whichever this link makes cheaper for the
+  file's size.
 - The rename uses posix-rename@openssh.com, which replaces an existing file
   atomically. A server without it gets remove + rename: for a moment the final
   name is absent (never half-written), and a crash in that moment leaves only
@@ -61,10 +51,8 @@ import contextlib
 import os
 import posixpath
 import re
-import shlex
 import time
-from collections import deque
-from typing import TYPE_CHECKING, Awaitable, Callable, Literal, TypeVar
+from typing import Awaitable, Callable, Literal, TypeVar
 
 import structlog
 from pydantic import Field, field_validator, model_validator
@@ -83,7 +71,6 @@ from .base import (
     SourceFile,
     check_key,
 )
-from .sftp_costs import VerifyCosts
 from .sftp_login import Login
 from .sftp_session import (
     Missing,
@@ -95,24 +82,14 @@ from .sftp_session import (
     is_missing,
     replace_without_posix_rename,
     retrying,
-    run_command,
-    top_up,
 )
 from .sftp_temps import TMP_MARK, TempNames
-
-if TYPE_CHECKING:  # asyncssh takes ~0.3 s to import: only when a destination connects
-    import asyncssh
+from .sftp_verify import REMOTE_HASHERS, RemoteHashes
 
 log = structlog.get_logger("triplicate.sftp")
 
 T = TypeVar("T")
 MiB = 1024 * 1024
-# Commands that print a file's xxh64 as big-endian hex (as ASC MHL writes it), tried in this order.
-REMOTE_HASHERS = ("xxhsum -H1", "xxh64sum")
-PROBE_SECONDS = 15.0  # a server that forces internal-sftp answers an exec with an SFTP server: it ends at stdin's EOF
-COMMAND_COST_SIZE = 4 * MiB  # remote hashes of files this small measure what a command costs
-REMOTE_HASH_RATE = 20 * MiB  # bytes/s a server hashes at least, for the command's timeout on a big file
-_HEX64 = re.compile(r"^[0-9a-f]{16}$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -195,8 +172,7 @@ class SftpDestination:
         self.where = self._login.where
         self._pool = Pool(self._login.connect, config.connections)
         self._temps = TempNames()
-        self._hasher: str | None = None  # the server's xxh64 command, once the probe found one
-        self._costs = VerifyCosts()
+        self._hashes = RemoteHashes(config, self._call, self._login, self.log)
 
     def _path(self, key: str) -> str:
         return posixpath.join(self.config.path, check_key(key))
@@ -356,7 +332,7 @@ class SftpDestination:
         if found is None or found.size != src.size:
             return None
         try:
-            xxh64, length, _ = await self._hash_remote(final, src.size)
+            xxh64, length, _ = await self._hashes.hash(final, src.size)
         except Missing:
             return None
         if xxh64 != src.xxh64 or length != src.size:
@@ -395,7 +371,7 @@ class SftpDestination:
     async def _check_copy(self, path: str, xxh64: str, size: int) -> str:
         """Raises unless the copy at `path` holds `xxh64`; returns how it was checked."""
         try:
-            copied, length, method = await self._hash_remote(path, size)
+            copied, length, method = await self._hashes.hash(path, size)
         except Missing:
             raise TransientError(
                 f"destination {self.name!r}: temporary file {path} vanished on {self.where} before it was checked; "
@@ -432,7 +408,7 @@ class SftpDestination:
     async def verify(self, key: str, xxh64: str, size: int) -> None:
         path = self._path(key)
         try:
-            found, length, _ = await self._hash_remote(path, size)
+            found, length, _ = await self._hashes.hash(path, size)
         except Missing:
             raise PermanentError(
                 f"copy missing at destination {self.name!r}: {key} ({path} on {self.where})"
@@ -471,7 +447,9 @@ class SftpDestination:
         async def op(session: Session) -> bytes | None:
             try:
                 async with session.sftp.open(path, "rb") as fh:
-                    return bytes(await fh.read())
+                    data = await fh.read()
+                    assert isinstance(data, bytes)  # opened in binary mode
+                    return data
             except Exception as exc:
                 if is_missing(exc):
                     return None
@@ -518,121 +496,20 @@ class SftpDestination:
                     raise self._login.mapped(exc, what) from None
         raise AssertionError("unreachable: tenacity reraises the last error")
 
-    # ---- remote files -------------------------------------------------------------
-
-    def _hashes_remotely(self, size: int) -> bool:
-        if self._hasher is None:
-            return False
-        cutoff = self.config.remote_hash_min_size
-        return size >= (self._costs.cutoff() if cutoff is None else cutoff)
-
-    async def _hash_remote(self, path: str, size: int) -> tuple[str, int, str]:
-        """xxh64 and length of a remote file expected to hold `size` bytes, and
-        how they were found: hashed by the server when it can and the file is
-        big enough, else read back. Raises Missing."""
-        if self._hashes_remotely(size):
-            try:
-                return *await self._hash_by_command(self._hasher, path), "remote-hash"
-            except _CommandFailed as exc:
-                if self.config.verify == "remote-hash":
-                    raise TransientError(str(exc)) from None
-                # auto: the command worked at open and broke since (uninstalled, PATH changed)
-                self._hasher = None
-                self.log.warning("sftp_remote_hash_failed", error=str(exc), method="read-back")
-        return *await self._read_back(path, size), "read-back"
-
-    async def _read_back(self, path: str, size: int) -> tuple[str, int]:
-        """xxh64 and length of a remote file expected to hold `size` bytes, read
-        in order with the next chunk already requested while the current one is
-        hashed. Raises Missing.
-
-        Only the expected bytes are asked for, and one byte past them to see the
-        end: asyncssh splits a read into requests of the server's size, so a
-        chunk-sized read of a 100 KiB file was 32 requests, 31 of them answered
-        with end-of-file, and learning the size first was a round trip more."""
-        remote = RemoteFile(self._call, path, "rb")
-        began = time.monotonic()
-        digest = new_digest("xxh64")
-        chunk = self.config.chunk_size
-        reads: deque[asyncio.Future[bytes]] = deque()
-        total = 0
-        try:
-            await remote.open()
-            spans = iter([*((o, min(chunk, size - o)) for o in range(0, size, chunk)), (size, 1)])
-            top_up(reads, remote, spans)
-            while reads:
-                data = await reads.popleft()
-                top_up(reads, remote, spans)
-                digest.update(data)
-                total += len(data)
-                if not reads and total > size:
-                    total += await remote.remaining(total)  # longer than expected: say by how much
-                if len(data) < chunk and total != size:
-                    break  # a short read before the expected end: the length will not match
-        finally:
-            for pending in reads:
-                pending.cancel()
-            await asyncio.gather(*reads, return_exceptions=True)
-            await remote.close()
-        self._costs.note_read_back(total, time.monotonic() - began)
-        return digest.hexdigest(), total
-
-    async def _hash_by_command(self, command: str, path: str) -> tuple[str, int]:
-        """xxh64 and length of a remote file, hashed on the server by `command`
-        (the bytes its file system holds). Raises Missing."""
-        ssh = asyncssh_module()
-
-        async def op(session: Session) -> tuple[str, int]:
-            try:
-                size = (await session.sftp.stat(path)).size or 0
-            except (ssh.SFTPNoSuchFile, ssh.SFTPNoSuchPath):
-                raise Missing(path) from None
-            timeout = 60.0 + size / REMOTE_HASH_RATE
-            began = time.monotonic()
-            try:
-                result = await run_command(session, f"{command} {shlex.quote(_shell_path(path))}", timeout=timeout)
-            except (ssh.ChannelOpenError, ssh.TimeoutError) as exc:
-                if session.closed:
-                    raise
-                why = f"did not finish within {timeout:.0f} s" if isinstance(exc, ssh.TimeoutError) else exc.reason
-                raise TransientError(
-                    f"destination {self.name!r}: `{command}` on {self.where} for {path}: {why}; retrying"
-                ) from None
-            xxh64 = _printed_hash(result)
-            if xxh64 is None:
-                if not await session.sftp.exists(path):
-                    raise Missing(path)
-                raise _CommandFailed(
-                    f"destination {self.name!r}: `{command}` on {self.where} printed no hash for {path} "
-                    f"(exit status {result.exit_status}: {_first_line(result.stderr)}); retrying"
-                )
-            if size <= COMMAND_COST_SIZE:  # a bigger file's time is mostly hashing, not the command's cost
-                self._costs.note_command(time.monotonic() - began)
-            return xxh64, size
-
-        return await self._call(f"hashing {path} on the server", op)
+    # ---- how copies are checked ---------------------------------------------------
 
     async def _choose_verification(self) -> None:
-        """Probe once for a remote xxh64 command (unless told to read back) and
-        say which method checks the copies."""
-        self._hasher = None
-        reason = "verify = read-back"
-        if self.config.verify != "read-back":
-            self._hasher, reason = await self._probe_hashers()
-            if self._hasher is None and self.config.verify == "remote-hash":
-                raise PermanentError(
-                    f"destination {self.name!r}: verify = \"remote-hash\" but {self.where} cannot hash files over "
-                    f"SSH ({reason}); install xxhsum there (Debian/Ubuntu: apt-get install xxhash) and allow "
-                    f"{self.config.username} to run commands, or set verify = \"auto\" or \"read-back\""
-                )
-        method = "read-back" if self._hasher is None else "remote-hash"
-        self.log.info("sftp_verification", method=method, command=self._hasher, reason=reason)
+        """Probe once for a remote xxh64 command (unless told to read back)."""
+        self._hashes.command = None
+        if self.config.verify == "read-back":
+            self._hashes.use(None, "verify = read-back")
+        else:
+            self._hashes.use(*await self._probe_hashers())
 
     async def _probe_hashers(self) -> tuple[str | None, str]:
         """The first command that hashes a probe file written over SFTP to the
         hash of its bytes, which proves that the command works and that it sees
         the paths the SFTP session sees; else None and why not."""
-        ssh = asyncssh_module()
         probe_final = posixpath.join(self.config.path, ".triplicate-hash-probe")
         data = f"triplicate hash probe {os.getpid()} {time.time_ns()}\n".encode()
         digest = new_digest("xxh64")
@@ -647,19 +524,10 @@ class SftpDestination:
                 return None, f"cannot write a probe file ({exc})"
             session = await self._pool.get()
             for command in REMOTE_HASHERS:
-                try:
-                    began = time.monotonic()
-                    result = await run_command(session, f"{command} {shlex.quote(_shell_path(tmp))}", timeout=PROBE_SECONDS)
-                except (ssh.Error, OSError) as exc:  # no exec channel, a timeout: this server hashes nothing for us
-                    if is_connection_error(exc) and session.closed:
-                        raise self._login.mapped(exc, "probing for a hash command") from None
-                    reasons.append(f"{command.split()[0]}: {type(exc).__name__} {exc}".strip())
-                    continue
-                if _printed_hash(result) == digest.hexdigest():
-                    self._costs.note_command(time.monotonic() - began)
+                failed = await self._hashes.probe(session, command, tmp, digest.hexdigest())
+                if failed is None:
                     return command, f"{command.split()[0]} hashed a probe file correctly"
-                reasons.append(f"{command.split()[0]}: exit status {result.exit_status}, "
-                               f"{_first_line(result.stderr) or _first_line(result.stdout) or 'no output'}")
+                reasons.append(failed)
         finally:
             with contextlib.suppress(TriplicateError):
                 await self._remove(tmp)
@@ -712,26 +580,3 @@ class SftpDestination:
             await self._remove(stale)
             self.log.info("sftp_stale_temp_removed", path=stale)
 
-
-class _CommandFailed(TriplicateError):
-    """The hash command ran but printed no hash for a file that exists."""
-
-
-def _printed_hash(result: "asyncssh.SSHCompletedProcess") -> str | None:
-    """The xxh64 a successful `xxhsum -H1 FILE` printed ("HASH  FILE"; a
-    leading backslash marks an escaped file name)."""
-    if result.exit_status != 0 or not isinstance(result.stdout, str):
-        return None
-    words = result.stdout.split(maxsplit=1)
-    found = words[0].lstrip("\\").lower() if words else ""
-    return found if _HEX64.match(found) else None
-
-
-def _first_line(text: object) -> str:
-    return str(text or "").strip().split("\n", 1)[0][:200]
-
-
-def _shell_path(path: str) -> str:
-    """A path a command cannot take for an option; relative paths start, as
-    SFTP's do, in the login folder."""
-    return path if path.startswith("/") else f"./{path}"

@@ -96,13 +96,16 @@ class RemoteFile:
 
     async def write(self, data: bytes | bytearray, offset: int) -> None:
         async def op(session: Session) -> None:
-            await (await self._ensure(session)).write(data, offset)
+            # asyncssh's annotation says str or bytes; it sends any buffer, and copying one to bytes costs a pass
+            await (await self._ensure(session)).write(data, offset)  # type: ignore[type-var]
 
         await self.call(f"writing {self.path}", op, holder=self)
 
     async def read(self, size: int, offset: int) -> bytes:
         async def op(session: Session) -> bytes:
-            return bytes(await (await self._ensure(session)).read(size, offset))
+            data = await (await self._ensure(session)).read(size, offset)
+            assert isinstance(data, bytes)  # remote files are opened in binary modes
+            return data
 
         return await self.call(f"reading {self.path}", op, holder=self)
 
