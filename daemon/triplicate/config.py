@@ -10,10 +10,11 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic_core import ErrorDetails
 
 from .config_secrets import pasted_secrets
 from .destinations.registry import AnyDestinationConfig
@@ -53,7 +54,8 @@ class HttpSettings(_Strict):
     )
 
 
-NOTIFY_EVENTS = ("offload_ready", "offload_safe", "file_failed", "destination_degraded", "destination_recovered")
+NotifyEvent = Literal["offload_ready", "offload_safe", "file_failed", "destination_degraded", "destination_recovered"]
+NOTIFY_EVENTS: tuple[NotifyEvent, ...] = get_args(NotifyEvent)
 
 
 
@@ -71,7 +73,7 @@ class NotifySettings(_Strict):
     url_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Name of an environment variable holding the webhook URL (Slack URLs are secrets).")
     format: Literal["json", "slack"] = Field(default="json", description='"json": the event as a JSON object; "slack": {"text": ...} for Slack-compatible webhooks.')
     command: list[str] | None = Field(default=None, min_length=1, description="Program and arguments to run per event; the event arrives as JSON on stdin.")
-    events: list[Literal["offload_ready", "offload_safe", "file_failed", "destination_degraded", "destination_recovered"]] = Field(
+    events: list[NotifyEvent] = Field(
         default_factory=lambda: list(NOTIFY_EVENTS), description="Which events to send.",
     )
     timeout_seconds: float = Field(default=10.0, gt=0, description="Per attempt.")
@@ -232,7 +234,7 @@ def describe_errors(exc: ValidationError, raw: dict[str, Any]) -> list[str]:
     return sentences
 
 
-def _tag_message(err: dict[str, Any]) -> str:
+def _tag_message(err: ErrorDetails) -> str:
     ctx = err.get("ctx") or {}
     expected = ctx.get("expected_tags", "")
     if err["type"] == "union_tag_not_found":

@@ -156,11 +156,13 @@ def _user() -> str:
 
 def _events_work(path: Path) -> tuple[bool | None, str, str]:
     """Start a recursive watchdog observer on the folder, as the daemon does."""
+    from watchdog.events import FileSystemEventHandler
     from watchdog.observers import Observer
 
     observer = Observer()
     try:
-        observer.schedule(_Ignore(), str(path), recursive=True)
+        # the base handler does nothing with an event: only starting the watch matters here
+        observer.schedule(FileSystemEventHandler(), str(path), recursive=True)
         observer.start()
     except OSError as exc:
         return (False, f"file events cannot be watched here: {exc.strerror or exc}",
@@ -171,11 +173,6 @@ def _events_work(path: Path) -> tuple[bool | None, str, str]:
             observer.stop()
             observer.join(timeout=5)
     return True, f"file events: {type(observer).__name__} works", ""
-
-
-class _Ignore:
-    def dispatch(self, event: Any) -> None:
-        return None
 
 
 # ---- destinations ---------------------------------------------------------------------

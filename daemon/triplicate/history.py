@@ -80,6 +80,7 @@ class _Recorded:
         if not self._index:
             self._index = {f.path: i for i, f in enumerate(self._files)}
         # within one manifest a path listed twice counts once, the last entry
+        first: list[str | None]
         original, first = bytearray(len(self._original)), [None] * len(self._first)
 
         def take(f: mhl.ManifestFile) -> None:

@@ -329,7 +329,8 @@ class Journal:
                 (now, copy_id),
             )
         *fields, attempts, copy_from = row
-        return CopyJob(*fields, attempts + 1, copy_from)  # as the UPDATE left it
+        fields += [attempts + 1, copy_from]  # attempts as the UPDATE left it
+        return CopyJob(*fields)
 
     def next_due(self, destination: str) -> float | None:
         row = self.db.execute(

@@ -14,6 +14,7 @@ import sys
 from typing import Any, Callable
 
 import structlog
+from structlog.typing import EventDict, WrappedLogger
 
 _SECRET_KEYS = ("secret", "password", "passphrase", "token", "connection_string", "account_key", "credential")
 _SECRET_KEY = re.compile("|".join(_SECRET_KEYS), re.IGNORECASE)
@@ -24,7 +25,7 @@ def _secret_key(key: str) -> bool:
     return _SECRET_KEY.search(key) is not None
 
 
-def _mask_secrets(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+def _mask_secrets(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
     for key in event:
         if _secret_key(key):
             event[key] = "***"
@@ -56,12 +57,12 @@ def configure(log_format: str = "console", level: str = "info") -> None:
     )
 
 
-def configure_forwarding(forward: Callable[[str, dict[str, Any]], None], level: str) -> None:
+def configure_forwarding(forward: Callable[[str, EventDict], None], level: str) -> None:
     """For a destination in a process of its own: every event, secrets masked,
     goes to `forward(level, fields)` (to the daemon, which renders it in its
     own stream) instead of being printed here."""
 
-    def hand_over(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+    def hand_over(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
         forward(event.pop("level", "info"), event)
         raise structlog.DropEvent
 

@@ -38,7 +38,7 @@ class ManifestWriter:
         self.journal = journal
         self.destinations = destinations
         self._locks = {name: asyncio.Lock() for name in destinations}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[bool]] = set()
         self._queued: set[tuple[int, str]] = set()  # looks scheduled but not started: one is enough
         # a generation of 100,000 files takes ~60 MiB while it is composed: one at a time, not one per destination
         self._composing = asyncio.Semaphore(1)

@@ -170,7 +170,7 @@ class ChainEntry:
 # ------------------------------------------------------------------ small API
 
 
-def c4id(data: bytes) -> str:
+def c4id(data: bytes | bytearray) -> str:
     """C4 ID (SMPTE ST 2114): SHA-512, base58 in C4's alphabet, left-padded with
     its zero digit '1' to 88 digits, prefixed "c4" (90 characters)."""
     return _c4_encode(hashlib.sha512(data).digest())

@@ -128,7 +128,7 @@ def problems(journal: Journal, watch: str | None = None, offload: str | None = N
         sql += " AND o.name = ?"
         args.append(offload)
     rows = journal.db.execute(sql + " ORDER BY o.name, p.relpath", args)
-    return [Problem(*r[:10], bool(r[10]), bool(r[11])) for r in rows]
+    return [Problem(*r[:10], *map(bool, r[10:12])) for r in rows]
 
 
 def accepted_unreleased(journal: Journal, watch: str) -> list[Problem]:

@@ -187,6 +187,7 @@ def _file_rows(journal: Journal, offload_id: int, names: list[str]) -> Iterator[
         "LEFT JOIN copies c ON c.file_id = f.id WHERE f.offload_id = ? AND f.current = 1 ORDER BY f.relpath, f.id",
         (offload_id,),
     )
+    held: dict[str, ReportCopy]
     last, held, file = None, {}, None
     for file_id, path, size, xxh64, dest, state, verified_at, error in rows:
         if file_id != last:

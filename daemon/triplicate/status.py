@@ -143,7 +143,7 @@ def _readiness(
     journal: Journal, watch: str | None = None, name: str | None = None,
 ) -> dict[tuple[str, str], tuple[str, str | None, list[SourceProblem]]]:
     """(watch, offload) -> (state, detail, problems) of offloads a readiness rule held back."""
-    found = {
+    found: dict[tuple[str, str], tuple[str, str | None, list[SourceProblem]]] = {
         key: (state, detail, []) for key, (state, detail) in offload_checks.states(journal, watch).items()
         if name is None or key[1] == name
     }

@@ -43,6 +43,7 @@ from watchdog.events import (
     FileSystemEventHandler,
 )
 from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
 
 from . import mounts
 from .config import WatchConfig
@@ -277,7 +278,7 @@ class WatchFolder:
         self.ready_log = ReadyLog(str(self.root))
         self.checks = ContentChecks(self.root, journal, known, self._hand_on)
         self.mode = "events"  # or "polling"
-        self._observer: Observer | None = None
+        self._observer: BaseObserver | None = None
         self._wake = asyncio.Event()
         self._dirs: set[str] = set()  # folders to scan at the next poll, once however many events named them
         self._next_poll = 0.0

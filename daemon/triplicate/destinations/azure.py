@@ -86,7 +86,14 @@ from urllib.parse import urlsplit
 
 import structlog
 from pydantic import Field, field_validator, model_validator
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential, wait_random
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+    wait_random,
+)
 
 from ..errors import PermanentError, TransientError, VerificationFailed
 from ..fields import ByteSize
@@ -115,7 +122,7 @@ from .base import (
 )
 
 if TYPE_CHECKING:  # the SDK takes ~0.4 s to import: only when a destination connects
-    from azure.storage.blob.aio import BlobClient, BlobServiceClient, ContainerClient
+    from azure.storage.blob.aio import BlobClient, BlobServiceClient, ContainerClient, StorageStreamDownloader
 
 log = structlog.get_logger("triplicate.azure")
 
@@ -526,8 +533,9 @@ class AzureDestination:
     async def read_bytes(self, key: str) -> bytes | None:
         blob = self._blob(key)
         try:
-            stream = await self._call(f"reading {key}", blob.download_blob)
-            return await self._call(f"reading {key}", stream.readall)  # type: ignore[no-any-return]
+            # bytes, without an encoding: the annotation picks that overload of download_blob
+            stream: StorageStreamDownloader[bytes] = await self._call(f"reading {key}", blob.download_blob)
+            return await self._call(f"reading {key}", stream.readall)
         except BlobMissing:
             return None
 
@@ -546,11 +554,14 @@ class AzureDestination:
     async def _call(self, what: str, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         """One request, retried a few times (exponential + jitter) when the
         failure is transient; SDK errors leave as TriplicateErrors."""
+        def before_sleep(rs: RetryCallState) -> None:
+            assert rs.outcome is not None  # tenacity sleeps only after an attempt has failed
+            log.info("azure_request_retry", destination=self.name, what=what,
+                     attempt=rs.attempt_number, error=str(rs.outcome.exception()))
+
         async for attempt in AsyncRetrying(
             stop=stop_after_attempt(TRIES), wait=wait_exponential(multiplier=0.5, max=8) + wait_random(0, 0.5),
-            retry=retry_if_exception_type(TransientError), reraise=True,
-            before_sleep=lambda rs: log.info("azure_request_retry", destination=self.name, what=what,
-                                             attempt=rs.attempt_number, error=str(rs.outcome.exception())),
+            retry=retry_if_exception_type(TransientError), reraise=True, before_sleep=before_sleep,
         ):
             with attempt:
                 try:

@@ -71,7 +71,8 @@ class AzureAccount:
         if cfg.sas_token_env:
             return AzureSasCredential(env_value(self.name, cfg.sas_token_env).lstrip("?"))
         try:
-            from azure.identity.aio import DefaultAzureCredential  # optional package
+            # optional package; when absent, it looks like an untyped part of the azure namespace
+            from azure.identity.aio import DefaultAzureCredential  # type: ignore[import-untyped]
         except ImportError:
             raise PermanentError(
                 f"destination {self.name!r}: no credentials for {cfg.account_url}; set account_key_env or "
@@ -98,7 +99,9 @@ class AzureAccount:
         from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError
 
         if isinstance(exc, HttpResponseError) and exc.status_code is not None:
-            code = getattr(exc.error_code, "value", exc.error_code) or ""  # an enum member, a string, or None
+            # set on the exception by the storage SDK's error handling; azure-core does not declare it
+            error_code = exc.error_code  # type: ignore[attr-defined]
+            code = getattr(error_code, "value", error_code) or ""  # an enum member, a string, or None
             return self._http_error(exc.status_code, str(code), str(exc.message or ""), what)
         if isinstance(exc, ClientAuthenticationError):  # a key that is not base64, or no identity for a token
             return PermanentError(

@@ -120,7 +120,8 @@ class ProcessDestination:
 
     @property
     def pid(self) -> int | None:
-        return self._proc.pid if self._alive() else None
+        proc = self._proc
+        return proc.pid if proc is not None and self._alive() else None
 
     def _alive(self) -> bool:
         """A child that runs and whose messages are still being read."""

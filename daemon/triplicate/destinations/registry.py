@@ -8,6 +8,7 @@ that belongs to another type is a clear config error.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Annotated, Union
 
 from pydantic import Field
@@ -44,7 +45,7 @@ def runs_apart(config: DestinationConfig) -> bool:
     return config.type != "local" and (os.cpu_count() or 1) > 1  # type: ignore[attr-defined]
 
 
-def readers_in_daemon(configs: list[DestinationConfig]) -> int:
+def readers_in_daemon(configs: Sequence[DestinationConfig]) -> int:
     """How many of these destinations read sources in the daemon's process."""
     return sum(1 for config in configs if not runs_apart(config))
 

@@ -37,10 +37,10 @@ class Checksum:
         # x-amz-checksum-* as botocore names it; None: ETag/MD5 instead
         self.field = self.FIELDS.get(name)
 
-    def digest(self, data: bytes) -> bytes:
+    def digest(self, data: bytes | bytearray) -> bytes:
         if self.name == "crc32c":
             # imported on first use, like the SDK: importing the registry stays fast
-            from awscrt.checksums import crc32c
+            from awscrt.checksums import crc32c  # type: ignore[import-untyped]  # awscrt ships no type hints
 
             return struct.pack(">I", crc32c(data))
         if self.name == "sha256":
@@ -51,10 +51,12 @@ class Checksum:
         """A digest fed block by block, while each block is still in the CPU cache."""
         return Running(self.name)
 
-    def create_params(self) -> dict[str, str]:
+    # Any values, as S3Api.new_object's: spread into S3Api.request's **params,
+    # they must not look like values for its typed body= and sent= keywords
+    def create_params(self) -> dict[str, Any]:
         return {"ChecksumAlgorithm": self.name.upper()} if self.field else {}
 
-    def request_params(self, digest: bytes) -> dict[str, str]:
+    def request_params(self, digest: bytes) -> dict[str, Any]:
         if self.field:
             return {"ChecksumAlgorithm": self.name.upper(), self.field: b64(digest)}
         return {"ContentMD5": b64(digest)} if self.name == "md5" else {}

@@ -48,8 +48,8 @@ if TYPE_CHECKING:
 
 def new_client(cfg: S3Config) -> Any:
     """The client, as an async context manager (not yet entered)."""
-    import aioboto3
-    from aiobotocore.config import AioConfig
+    import aioboto3  # type: ignore[import-untyped]  # aioboto3 ships no type hints
+    from aiobotocore.config import AioConfig  # type: ignore[import-untyped]  # nor does aiobotocore
 
     session = aioboto3.Session(profile_name=cfg.profile, region_name=cfg.region, **keys_from_env(cfg))
     legacy = cfg.checksum in ("md5", "none")  # no x-amz-checksum-* unless an operation requires one
@@ -73,7 +73,7 @@ def user_agent() -> str:
     and support expect to find them (the session adds botocore's)."""
     import platform
 
-    import aiobotocore
+    import aiobotocore  # type: ignore[import-untyped]  # aiobotocore ships no type hints
 
     from .. import __version__
 
@@ -87,7 +87,9 @@ def cache_endpoints(client: Any) -> None:
     Leaves the client as it is where the SDK does not have this shape."""
     resolver = getattr(client, "_ruleset_resolver", None)
     params_of = getattr(resolver, "_get_provider_params", None)
-    unread = unread_endpoint_parameters(getattr(client, "_loader", None)) if params_of is not None else frozenset()
+    if resolver is None or params_of is None:
+        return
+    unread = unread_endpoint_parameters(getattr(client, "_loader", None))
     if not unread:
         return
 
@@ -103,7 +105,7 @@ def cache_endpoints(client: Any) -> None:
 def unread_endpoint_parameters(loader: Any = None) -> frozenset[str]:
     """Parameters S3's endpoint rule set declares but none of its rules refers
     to (`loader`: the client's, which has the rule set read already)."""
-    from botocore.loaders import create_loader
+    from botocore.loaders import create_loader  # type: ignore[import-untyped]  # botocore ships no type hints
 
     ruleset = (loader or create_loader()).load_service_model("s3", "endpoint-rule-set-1")
     read: set[str] = set()

@@ -56,7 +56,7 @@ async def copy_within(api: S3Api, full_from: str, full: str, src: SourceFile, pa
 
 
 async def _copy_in_parts(
-    api: S3Api, source: dict[str, str], source_if: dict[str, str], full: str, src: SourceFile, part_size: int,
+    api: S3Api, source: dict[str, str], source_if: dict[str, Any], full: str, src: SourceFile, part_size: int,
     meta: dict[str, Any],
 ) -> int:
     plan = plan_parts(src.size, part_size)
@@ -80,7 +80,7 @@ async def _copy_in_parts(
 
 
 async def _part(
-    api: S3Api, source: dict[str, str], source_if: dict[str, str], full: str, upload_id: str, number: int,
+    api: S3Api, source: dict[str, str], source_if: dict[str, Any], full: str, upload_id: str, number: int,
     offset: int, length: int,
 ) -> str:
     answer = await api.request(

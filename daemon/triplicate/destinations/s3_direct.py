@@ -65,7 +65,7 @@ class DirectPut:
         self, client: Any, session: Any, proxy: str | None, endpoint_url: str, signing_name: str, region: str,
         user_agent: str,
     ) -> None:
-        from botocore.serialize import create_serializer
+        from botocore.serialize import create_serializer  # type: ignore[import-untyped]  # botocore ships no type hints
 
         self._model = client.meta.service_model.operation_model(OPERATION)
         # without the SDK's parameter validation: the parameters are this
@@ -93,7 +93,8 @@ class DirectPut:
     async def for_client(cls, client: Any, bucket: str) -> DirectPut | None:
         """The direct path for `client`'s bucket, or None when the client is not
         shaped as this expects or the bucket's endpoint wants more than SigV4."""
-        from botocore.handlers import remove_bucket_from_url_paths_from_model
+        # botocore ships no type hints
+        from botocore.handlers import remove_bucket_from_url_paths_from_model  # type: ignore[import-untyped]
 
         try:
             model = client.meta.service_model.operation_model(OPERATION)
@@ -142,7 +143,7 @@ class DirectPut:
                 return {name: found[header] for header, name in self._answer.items() if header in found}
         code, message = _error(said)
         if status >= 500 or status == 429:  # the service's trouble, not the request's
-            from botocore.exceptions import ClientError
+            from botocore.exceptions import ClientError  # type: ignore[import-untyped]  # botocore ships no type hints
 
             answer = {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": status}}
             raise ClientError(answer, OPERATION)  # s3_errors.py classifies it, as any other

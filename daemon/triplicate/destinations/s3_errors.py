@@ -65,7 +65,8 @@ def _credentials_hint(config: S3Config) -> str:
 def sdk_errors() -> tuple[type[BaseException], ...]:
     """What the SDK and its transport raise; anything else is a bug, not the network."""
     import aiohttp
-    from botocore.exceptions import BotoCoreError, ClientError
+    # botocore ships no type hints
+    from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
 
     return (ClientError, BotoCoreError, aiohttp.ClientError, asyncio.TimeoutError, ConnectionError)
 
