@@ -42,16 +42,19 @@ def make_files(parent: Path, count: int, seed: int) -> int:
     return total
 
 
-def _destinations(ctx: Context, label: str) -> tuple[Path, dict[str, list[str]], object]:
+BOTH = ("nearline", "s3")
+
+
+def _destinations(ctx: Context, label: str, which: tuple[str, ...] = BOTH) -> tuple[Path, dict[str, list[str]], object]:
     local = ctx.case_dir(f"small/{label}-nearline")
     s3 = ctx.servers.new_bucket(label)
     dests = {"nearline": local_dest(local, concurrency=CONCURRENCY),
              "s3": s3_dest(s3, "", concurrency=CONCURRENCY)}
-    return local, dests, s3
+    return local, {name: dests[name] for name in which}, s3
 
 
-def run_triplicate(ctx: Context, watch: Path) -> Measured:
-    _, dests, s3 = _destinations(ctx, "trip")
+def run_triplicate(ctx: Context, watch: Path, which: tuple[str, ...] = BOTH) -> Measured:
+    _, dests, s3 = _destinations(ctx, "trip", which)
     config = write_config(ctx.case_dir("small/triplicate"), watch, dests)
     drop_caches()
     m = check(run_measured([TRIPLICATE, "--config", str(config), "run", "--once"], env=triplicate_env(s3),
@@ -60,17 +63,33 @@ def run_triplicate(ctx: Context, watch: Path) -> Measured:
     return m
 
 
-def run_rclone(ctx: Context, watch: Path) -> Measured:
+def run_rclone(ctx: Context, watch: Path, which: tuple[str, ...] = BOTH) -> Measured:
     local = ctx.case_dir("small/rclone-nearline")
     s3 = ctx.servers.new_bucket("rcl")
     src = str(watch / OFFLOAD)
     r = RCLONE
-    script = (f"set -e; ( {r} copy --transfers 16 '{src}' '{local}/{OFFLOAD}' ) & a=$!; "
-              f"( {r} copy --transfers 16 '{src}' 'bs3:{s3.bucket}/{OFFLOAD}' ) & b=$!; wait $a && wait $b")
+    targets = {"nearline": f"{local}/{OFFLOAD}", "s3": f"bs3:{s3.bucket}/{OFFLOAD}"}
+    copies = [f"( {r} copy --transfers 16 '{src}' '{targets[name]}' ) & p{i}=$!" for i, name in enumerate(which)]
+    script = "set -e; " + "; ".join(copies) + "; " + " && ".join(f"wait $p{i}" for i in range(len(which)))
     drop_caches()
     m = check(run_measured(["bash", "-c", script], env=rclone_env(s3)), "rclone copy --transfers 16")
     ctx.servers.delete_bucket(s3)
     return m
+
+
+def _alone(ctx: Context, watch: Path, n: int) -> list[Row]:
+    """Each destination alone, for both contenders: where the gap of the
+    combined run comes from (their costs add up on two cores)."""
+    rows = []
+    for name, label in (("nearline", "nearline alone"), ("s3", "S3 alone")):
+        ours_m = run_triplicate(ctx, watch, (name,))
+        peer_m = run_rclone(ctx, watch, (name,))
+        ctx.note(CASE, f"{label}: triplicate {ours_m.seconds:.1f} s (CPU {ours_m.cpu_seconds:.1f} s, of it system "
+                       f"{ours_m.system_seconds:.1f} s), rclone {peer_m.seconds:.1f} s (CPU {peer_m.cpu_seconds:.1f} s, "
+                       f"system {peer_m.system_seconds:.1f} s)")
+        rows.append(Row(CASE, f"files/s, {n} files to {label}", n / ours_m.seconds, "rclone copy --transfers 16",
+                        n / peer_m.seconds, "files/s", "higher"))
+    return rows
 
 
 def journal_cost(ctx: Context, watch: Path, count: int) -> float:
@@ -151,6 +170,7 @@ def run(ctx: Context) -> list[Row]:
     ms = journal_cost(ctx, watch, min(n, 20_000))
     ctx.note(CASE, f"journal: {ms:.2f} ms per file (ingest + claim + record at 2 destinations, "
                    f"{min(n, 20_000)} files)")
+    alone = _alone(ctx, watch, n)
     live_n = max(1000, n // 4)
     tail, live_rate = landing_tail(ctx, live_n)
     ctx.note(CASE, f"daemon running while {live_n} files land: last landing → all verified {tail:.1f} s; "
@@ -158,6 +178,7 @@ def run(ctx: Context) -> list[Row]:
     return [
         Row(CASE, f"files/s, {n} files to nearline + S3", ours, "rclone copy --transfers 16 ×2", peer, "files/s",
             "higher"),
+        *alone,
         Row(CASE, "journal cost per file (2 destinations)", ms, "time per file of rclone's run",
             peer_m.seconds * 1000 / n, "ms", "lower", note="share of the peer's whole per-file time"),
         Row(CASE, f"last file landed → all verified ({live_n} files)", tail, "ideal: settle_seconds",

@@ -24,6 +24,7 @@ class Measured:
     read_bytes: int  # from the device (/proc/<pid>/io read_bytes)
     rchar: int  # every byte read() returned: files, sockets, pipes
     cpu_seconds: float
+    system_seconds: float = 0.0  # the part of cpu_seconds spent in the kernel
     stdout: str = ""
     stderr: str = ""
     extra: dict[str, float] = field(default_factory=dict)
@@ -114,7 +115,7 @@ def run_measured(
         argv=list(argv), seconds=seconds, returncode=proc.returncode,
         max_rss_bytes=peak or usage.ru_maxrss * 1024,
         read_bytes=io.get("read_bytes", usage.ru_inblock * 512), rchar=io.get("rchar", 0),
-        cpu_seconds=usage.ru_utime + usage.ru_stime, stdout=stdout, stderr=stderr,
+        cpu_seconds=usage.ru_utime + usage.ru_stime, system_seconds=usage.ru_stime, stdout=stdout, stderr=stderr,
     )
 
 
@@ -131,7 +132,7 @@ def in_sequence(*runs: Measured) -> Measured:
     return Measured(argv=[a for r in runs for a in r.argv], seconds=sum(r.seconds for r in runs), returncode=0,
                     max_rss_bytes=max(r.max_rss_bytes for r in runs), read_bytes=sum(r.read_bytes for r in runs),
                     rchar=sum(r.rchar for r in runs), cpu_seconds=sum(r.cpu_seconds for r in runs),
-                    stdout=first.stdout, stderr=first.stderr)
+                    system_seconds=sum(r.system_seconds for r in runs), stdout=first.stdout, stderr=first.stderr)
 
 
 def drop_caches() -> bool:
