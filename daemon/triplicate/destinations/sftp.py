@@ -59,7 +59,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ..errors import PermanentError, TransientError, TriplicateError, VerificationFailed
 from ..fields import ByteSize, ConfigPath
-from ..hashing import new_digest
+from ..hashing import xxh64_bytes
 from ..source import SourceReader
 from .base import (
     DestinationConfig,
@@ -512,8 +512,7 @@ class SftpDestination:
         the paths the SFTP session sees; else None and why not."""
         probe_final = posixpath.join(self.config.path, ".triplicate-hash-probe")
         data = f"triplicate hash probe {os.getpid()} {time.time_ns()}\n".encode()
-        digest = new_digest("xxh64")
-        digest.update(data)
+        expected = xxh64_bytes(data)
         await self._remove_stale_temps(probe_final, keep=None)  # a killed probe's file
         tmp = self._temps.new(probe_final)
         reasons: list[str] = []
@@ -524,7 +523,7 @@ class SftpDestination:
                 return None, f"cannot write a probe file ({exc})"
             session = await self._pool.get()
             for command in REMOTE_HASHERS:
-                failed = await self._hashes.probe(session, command, tmp, digest.hexdigest())
+                failed = await self._hashes.probe(session, command, tmp, expected)
                 if failed is None:
                     return command, f"{command.split()[0]} hashed a probe file correctly"
                 reasons.append(failed)

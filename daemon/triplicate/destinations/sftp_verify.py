@@ -68,19 +68,19 @@ class RemoteHashes:
     def where(self) -> str:
         return self._login.where
 
-    def by_server(self, size: int) -> bool:
-        if self.command is None:
-            return False
+    def _cutoff(self) -> int:
+        """The smallest file the server's command hashes; smaller ones are read back."""
         cutoff = self.config.remote_hash_min_size
-        return size >= (self.costs.cutoff() if cutoff is None else cutoff)
+        return self.costs.cutoff() if cutoff is None else cutoff
 
     async def hash(self, path: str, size: int) -> tuple[str, int, str]:
         """xxh64 and length of a remote file expected to hold `size` bytes, and
         how they were found: hashed by the server when it can and the file is
         big enough, else read back. Raises Missing."""
-        if self.command is not None and self.by_server(size):
+        command = self.command
+        if command is not None and size >= self._cutoff():
             try:
-                return *await self.by_command(self.command, path), "remote-hash"
+                return *await self.by_command(command, path), "remote-hash"
             except CommandFailed as exc:
                 if self.config.verify == "remote-hash":
                     raise TransientError(str(exc)) from None
@@ -138,7 +138,7 @@ class RemoteHashes:
             timeout = 60.0 + size / REMOTE_HASH_RATE
             began = time.monotonic()
             try:
-                result = await run_command(session, f"{command} {shlex.quote(_shell_path(path))}", timeout=timeout)
+                result = await run_command(session, _command_line(command, path), timeout=timeout)
             except (ssh.ChannelOpenError, ssh.TimeoutError) as exc:
                 if session.closed:
                     raise
@@ -166,7 +166,7 @@ class RemoteHashes:
         ssh = asyncssh_module()
         try:
             began = time.monotonic()
-            result = await run_command(session, f"{command} {shlex.quote(_shell_path(path))}", timeout=PROBE_SECONDS)
+            result = await run_command(session, _command_line(command, path), timeout=PROBE_SECONDS)
         except (ssh.Error, OSError) as exc:  # no exec channel, a timeout: this server hashes nothing for us
             if is_connection_error(exc) and session.closed:
                 raise self._login.mapped(exc, "probing for a hash command") from None
@@ -205,7 +205,8 @@ def _first_line(text: object) -> str:
     return str(text or "").strip().split("\n", 1)[0][:200]
 
 
-def _shell_path(path: str) -> str:
-    """A path a command cannot take for an option; relative paths start, as
-    SFTP's do, in the login folder."""
-    return path if path.startswith("/") else f"./{path}"
+def _command_line(command: str, path: str) -> str:
+    """`command` on `path`, quoted for the login shell; a relative path
+    (starting, as SFTP's do, in the login folder) gets "./" so the command
+    cannot take it for an option."""
+    return f"{command} {shlex.quote(path if path.startswith('/') else f'./{path}')}"
