@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 ATTEMPTS = 4  # of one request, before the scheduler's retry of the copy takes over
 RETRY_WAIT = 0.5  # seconds: the first wait is drawn below it, each next below twice the last
+MAX_WAIT = 8.0  # seconds: the bound on any one wait
 
 
 class S3Api:
@@ -97,7 +98,7 @@ class S3Api:
             return await self._attempt(operation, call, what, params, body, sent)
         except TransientError as first:
             self._retrying(what, 1, first)
-        await asyncio.sleep(random.uniform(0, RETRY_WAIT))
+        await asyncio.sleep(_wait_after(1))
         async for attempt in AsyncRetrying(**self._retry_policy(what, done=1)):
             with attempt:
                 return await self._attempt(operation, call, what, params, body, sent)
@@ -176,7 +177,7 @@ class S3Api:
     def _retry_policy(self, what: str, done: int = 0) -> dict[str, Any]:
         """Tenacity's settings for what is left of ATTEMPTS after `done` failed
         attempts: waits drawn up to RETRY_WAIT, doubling from one to the next."""
-        from tenacity import retry_if_exception_type, stop_after_attempt, wait_random_exponential
+        from tenacity import retry_if_exception_type, stop_after_attempt
 
         def before_sleep(state: Any) -> None:
             self._retrying(what, done + state.attempt_number, state.outcome.exception())
@@ -184,13 +185,20 @@ class S3Api:
         return {
             "retry": retry_if_exception_type(TransientError),
             "stop": stop_after_attempt(ATTEMPTS - done),
-            "wait": wait_random_exponential(multiplier=RETRY_WAIT * 2**done, max=8),
+            "wait": lambda state: _wait_after(done + state.attempt_number),
             "before_sleep": before_sleep,
             "reraise": True,
         }
 
     def _retrying(self, what: str, attempt: int, error: BaseException | None) -> None:
         self.log.warning("s3_request_retry", what=what, attempt=attempt, error=str(error))
+
+
+def _wait_after(failures: int) -> float:
+    """The wait after the `failures`-th failed attempt of a request, full
+    jitter: drawn below RETRY_WAIT doubled per earlier failure, up to MAX_WAIT.
+    The first wait (outside tenacity) and tenacity's draw from this one rule."""
+    return random.uniform(0, min(MAX_WAIT, RETRY_WAIT * 2 ** (failures - 1)))
 
 
 def _nothing(n: int) -> None:
