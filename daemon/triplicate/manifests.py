@@ -131,19 +131,20 @@ def _generation_files(
     a worker thread: a first pass signs, a second makes the records (each
     checks its path) only when a generation is due, so no list of rows is
     held beside them."""
-    complete, folders = True, False
+    if not view.has_folders(offload_id):
+        return None
+    complete = True
 
     def signed() -> Iterator[tuple[str, str]]:
-        nonlocal complete, folders
+        nonlocal complete
         for _, relpath, _, _, xxh64, state, _ in view.offload_state(offload_id, destination):
             if state != "verified":
                 complete = False
                 return
-            folders = folders or "/" in relpath
             yield relpath, xxh64
 
     signature = milestones.signature_in_order(signed())
-    if not complete or not folders or signature == last:
+    if not complete or signature == last:
         return None
     files = [
         MhlFile(path=relpath[len(offload) + 1:], size=size, xxh64=xxh64, hashed_at=_utc(verified_at),
