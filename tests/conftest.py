@@ -56,7 +56,21 @@ def sshd_sftp_only() -> Iterator[Sshd]:
     yield from _serve(Sshd, sftp_only=True)
 
 
+_timings: list[tuple[str, list[tuple[str, float]]]] = []  # other processes' servers (pytest-xdist workers)
+
+
+@pytest.hookimpl(trylast=True)  # after the session fixtures (the servers) are torn down
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    output = getattr(session.config, "workeroutput", None)
+    if output is not None:  # an xdist worker: the controller prints its servers' timings
+        output["server_timings"] = [(s.name, list(s.timings)) for s in _started]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: object, error: object) -> None:
+    _timings.extend(getattr(node, "workeroutput", {}).get("server_timings", ()))
+
+
 def pytest_terminal_summary(terminalreporter):
-    for server in _started:
-        terminalreporter.write_line(f"{server.name}: " + ", ".join(
-            f"{what} {seconds:.2f}s" for what, seconds in server.timings))
+    for name, timings in [(s.name, s.timings) for s in _started] + _timings:
+        terminalreporter.write_line(f"{name}: " + ", ".join(f"{what} {seconds:.2f}s" for what, seconds in timings))

@@ -3,7 +3,10 @@
 # here: a suite that ran no test proves nothing.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-.venv/bin/python -m pytest -p no:cacheprovider -q -ra --durations=15 tests "$@"
+# Two test processes by default (TEST_WORKERS=0: one): each starts its own servers
+# on its own ports; worksteal keeps both busy to the end of the long tests.
+.venv/bin/python -m pytest -p no:cacheprovider -q -ra --durations=15 \
+    -n "${TEST_WORKERS:-2}" --dist worksteal tests "$@"
 code=$?
 if [ "$code" -eq 5 ]; then
     echo "no tests were collected — treating that as a failure" >&2

@@ -71,6 +71,19 @@ def _bindable(port: int) -> bool:
         return True
 
 
+def _worker_slice(first: int, last: int) -> tuple[int, int]:
+    """This test process's share of [first, last] when pytest-xdist runs several
+    (`-n N`): each draws from its own slice, so two of them never hand out the
+    same port between one proving it free and its server binding it."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    if not worker.startswith("gw") or count < 2 or last - first < 1000 * count:
+        return first, last
+    width = (last - first) // count
+    start = first + width * int(worker[2:])
+    return start, start + width - 1
+
+
 def free_port(*, also_free_at: int | None = None) -> int:
     """A port on 127.0.0.1 that nothing listens on, never the same one twice in
     this process. With ``also_free_at=N``, port+N is free (and reserved) too.
@@ -84,7 +97,7 @@ def free_port(*, also_free_at: int | None = None) -> int:
     """
     offset = also_free_at or 0
     lo, _ = _ephemeral_range()
-    first, last = 15000, lo - 1 - offset
+    first, last = _worker_slice(15000, lo - 1 - offset)
     with _ports_lock:
         for _ in range(500):
             if last - first > 1000:

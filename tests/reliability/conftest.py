@@ -1,9 +1,11 @@
 """The reliability suite ends with one summary line: scenarios passed, kills
 survived, faults injected, files lost (must be 0), bytes re-sent; above it, each
-scenario's own figure."""
+scenario's own figure. Under pytest-xdist the figures are gathered in the
+workers and sent to the controller, which prints them."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,21 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         _outcomes["passed"] += 1
     elif report.failed:
         _outcomes["failed"] += 1
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    output = getattr(session.config, "workeroutput", None)
+    if output is not None:  # an xdist worker; its reports already reached the controller's logreport
+        output["reliability"] = dataclasses.asdict(FIGURES)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: object, error: object) -> None:
+    """xdist's controller: add a finished worker's figures to this process's."""
+    got = getattr(node, "workeroutput", {}).get("reliability")
+    if got:
+        FIGURES.merge(got)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -4,6 +4,7 @@ conftest.py's terminal summary."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -25,6 +26,14 @@ class Figures:
         self.bytes_resent += resent
         self.lines.append(f"{name}: {line}")
         print(f"\n[reliability] {name}: {line}")
+
+    def merge(self, other: dict[str, Any]) -> None:
+        """Add another process's figures (dataclasses.asdict of its Figures)."""
+        self.kills += other["kills"]
+        self.faults += other["faults"]
+        self.files_lost += other["files_lost"]
+        self.bytes_resent += other["bytes_resent"]
+        self.lines.extend(other["lines"])
 
 
 FIGURES = Figures()
