@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from servers import Azurite, ManagedServer, MotoS3, SeaweedS3, Sshd
+from tests.reliability.figures import FIGURES
 
 _started: list[ManagedServer] = []
 
@@ -59,18 +60,32 @@ def sshd_sftp_only() -> Iterator[Sshd]:
 _timings: list[tuple[str, list[tuple[str, float]]]] = []  # other processes' servers (pytest-xdist workers)
 
 
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    FIGURES.count(report)
+
+
 @pytest.hookimpl(trylast=True)  # after the session fixtures (the servers) are torn down
 def pytest_sessionfinish(session: pytest.Session) -> None:
     output = getattr(session.config, "workeroutput", None)
-    if output is not None:  # an xdist worker: the controller prints its servers' timings
+    if output is not None:  # an xdist worker: the controller prints its figures and servers' timings
         output["server_timings"] = [(s.name, list(s.timings)) for s in _started]
+        output["reliability"] = FIGURES.shipped()
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: object, error: object) -> None:
-    _timings.extend(getattr(node, "workeroutput", {}).get("server_timings", ()))
+    """xdist's controller: what a finished worker sent."""
+    output = getattr(node, "workeroutput", {})
+    _timings.extend(output.get("server_timings", ()))
+    if "reliability" in output:
+        FIGURES.merge(output["reliability"])
 
 
-def pytest_terminal_summary(terminalreporter):
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     for name, timings in [(s.name, s.timings) for s in _started] + _timings:
         terminalreporter.write_line(f"{name}: " + ", ".join(f"{what} {seconds:.2f}s" for what, seconds in timings))
+    lines = FIGURES.summary()
+    if lines:
+        terminalreporter.section("reliability figures")
+        for line in lines:
+            terminalreporter.write_line(line)
