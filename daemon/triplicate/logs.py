@@ -41,7 +41,10 @@ def configure(log_format: str = "console", level: str = "info") -> None:
     if log_format == "json":
         renderer = structlog.processors.JSONRenderer()
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty(), pad_event_to=24)
+        # plain tracebacks: rich's, structlog's default when rich is loaded, list every frame's
+        # local variables, and a secret can be one of them
+        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty(), pad_event_to=24,
+                                                 exception_formatter=structlog.dev.plain_traceback)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
