@@ -71,17 +71,17 @@ def _bindable(port: int) -> bool:
         return True
 
 
-def _worker_slice(first: int, last: int) -> tuple[int, int]:
-    """This test process's share of [first, last] when pytest-xdist runs several
-    (`-n N`): each draws from its own slice, so two of them never hand out the
-    same port between one proving it free and its server binding it."""
+def _worker_share() -> tuple[int, int]:
+    """(k, n) when this process is pytest-xdist's worker k of n, else (0, 1).
+    Worker k hands out only ports p with p % n == k, so two workers never hand
+    out the same port between one proving it free and its server binding it.
+    The second port of a pair (`also_free_at`) stays in the worker's share
+    when the offset is a multiple of n: SeaweedFS's 10000 with two workers."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
     count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
-    if not worker.startswith("gw") or count < 2 or last - first < 1000 * count:
-        return first, last
-    width = (last - first) // count
-    start = first + width * int(worker[2:])
-    return start, start + width - 1
+    if not worker.startswith("gw") or count < 2:
+        return 0, 1
+    return int(worker[2:]), count
 
 
 def free_port(*, also_free_at: int | None = None) -> int:
@@ -97,11 +97,13 @@ def free_port(*, also_free_at: int | None = None) -> int:
     """
     offset = also_free_at or 0
     lo, _ = _ephemeral_range()
-    first, last = _worker_slice(15000, lo - 1 - offset)
+    first, last = 15000, lo - 1 - offset
+    share, shares = _worker_share()
     with _ports_lock:
         for _ in range(500):
             if last - first > 1000:
-                port = random.randint(first, last)
+                port = random.randint(first + shares, last)
+                port -= (port - share) % shares  # into this worker's share
             else:
                 with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
                     s.bind((HOST, 0))
