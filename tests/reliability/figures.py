@@ -55,18 +55,16 @@ class Figures:
     def shipped(self) -> dict[str, Any]:
         """The figures a worker sends to the controller, which counts the
         scenarios from the reports it gets."""
-        return {"kills": self.kills, "faults": self.faults, "files_lost": self.files_lost,
-                "bytes_resent": self.bytes_resent, "lines": self.lines}
+        return {**{name: getattr(self, name) for name in SUMS}, "lines": self.lines}
 
     def merge(self, other: dict[str, Any]) -> None:
         """Add a worker's figures (`shipped`)."""
-        self.kills += other["kills"]
-        self.faults += other["faults"]
-        self.files_lost += other["files_lost"]
-        self.bytes_resent += other["bytes_resent"]
+        for name in SUMS:
+            setattr(self, name, getattr(self, name) + other[name])
         self.lines.extend(other["lines"])
 
 
+SUMS = ("kills", "faults", "files_lost", "bytes_resent")  # what workers' figures add up to
 FIGURES = Figures()
 
 
